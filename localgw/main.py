@@ -1,0 +1,280 @@
+"""`openfaas-iam-gateway`: run the bundle locally behind a gateway on 127.0.0.1.
+
+Each function runs from its assembled build context as its own process; Ctrl-C
+stops every child. Environment: PORT (8080), IAM_CONFIG (examples/iam.yaml),
+REDIS_URL (absent: each function uses an in-process cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+from .build_context import assemble
+from .cron import Schedule
+from .gateway import Backend, GatewayApp
+from .local_secrets import ensure_defaults, project
+from .stack import Function, Stack, StackError, load_stack
+
+# What a pod would have: nothing of the developer's shell except what Python needs.
+_PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "VIRTUAL_ENV", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FunctionProcess:
+    """One function: its build context, its port, its child process and its log."""
+
+    def __init__(self, fn: Function, context: Path, mount: Path, log_dir: Path, env: Mapping[str, str]) -> None:
+        self.fn = fn
+        self.context = context
+        self.port = free_port()
+        self.log_path = log_dir / f"{fn.name}.log"
+        child_env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
+        child_env.update(fn.environment)
+        child_env.update(
+            {
+                "upstream_url": f"http://127.0.0.1:{self.port}",
+                "secret_mount_path": str(mount),
+                "HOSTNAME": f"{fn.name}-local",
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONDONTWRITEBYTECODE": "1",
+            }
+        )
+        child_env.update(env)
+        self.env = child_env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "index.py"],
+            cwd=self.context,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._pump, args=(self.proc.stdout,), daemon=True).start()
+
+    def _pump(self, stream: IO[bytes] | None) -> None:
+        if stream is None:
+            return
+        with open(self.log_path, "ab") as log:
+            for line in stream:
+                log.write(line)
+                log.flush()
+                sys.stdout.write(f"[{self.fn.name}] {line.decode('utf-8', 'replace')}")
+                sys.stdout.flush()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.fn.name} exited with code {self.proc.returncode}; see {self.log_path}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.fn.name} did not start listening on port {self.port} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class CronConnector:
+    """Invoke cron-annotated functions through the gateway, as cron-connector does."""
+
+    def __init__(self, functions: list[Function], gateway_port: int) -> None:
+        self.port = gateway_port
+        self.jobs = [(fn, Schedule.parse(fn.schedule)) for fn in functions if fn.schedule]
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        due = {fn.name: sched.next_after(datetime.now()) for fn, sched in self.jobs}
+        while not self._stop.wait(0.2):
+            now = datetime.now()
+            for fn, sched in self.jobs:
+                if now >= due[fn.name]:
+                    due[fn.name] = sched.next_after(now)
+                    threading.Thread(target=self.invoke, args=(fn,), daemon=True).start()
+
+    def invoke(self, fn: Function) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
+        try:
+            conn.request(
+                "POST",
+                f"/function/{fn.name}.{fn.namespace}",
+                body=b"",
+                headers={"X-Topic": "cron-function", "X-Connector": "cron-connector", "Content-Length": "0"},
+            )
+            status = conn.getresponse().status
+        except OSError as e:
+            print(f"[cron-connector] {fn.name}: invocation failed: {e}", flush=True)
+            return 0
+        finally:
+            conn.close()
+        print(f"[cron-connector] {fn.name}: invoked ({fn.schedule}) -> {status}", flush=True)
+        return status
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class LocalGateway:
+    """Everything `make run` runs, startable and stoppable from tests too."""
+
+    def __init__(
+        self,
+        stack_path: Path,
+        *,
+        port: int,
+        iam_config: Path,
+        state_dir: Path,
+        build_dir: Path,
+        env: Mapping[str, str],
+        function_env: Mapping[str, str] | None = None,
+        cron: bool = True,
+    ) -> None:
+        self.port = port
+        self.public_url = env.get("PUBLIC_GATEWAY_URL") or f"http://127.0.0.1:{port}"
+        subst_env = {**env, "PUBLIC_GATEWAY_URL": self.public_url}
+        self.stack: Stack = load_stack(stack_path, subst_env)
+        state_dir = state_dir.resolve()
+        self.state_dir = state_dir
+        self.secret_store = state_dir / "secrets"
+        self.created = ensure_defaults(self.secret_store, iam_config)
+        self.iam_config = iam_config
+        self.processes: list[FunctionProcess] = []
+        log_dir = state_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        for fn in self.stack.functions.values():
+            context = assemble(self.stack, fn, build_dir)
+            mount = state_dir / "mounts" / fn.name
+            project(self.secret_store, fn, mount)
+            self.processes.append(FunctionProcess(fn, context, mount, log_dir, dict(function_env or {})))
+        self.app = GatewayApp({})
+        self.cron = CronConnector(list(self.stack.functions.values()), port) if cron else None
+        self._server = None
+
+    def start(self) -> None:
+        from waitress.server import create_server
+
+        # Bind first: a taken port must fail before any child is started.
+        self._server = create_server(self.app, host="127.0.0.1", port=self.port, threads=16, ident="openfaas-iam-gateway")
+        try:
+            for p in self.processes:
+                p.start()
+            for p in self.processes:
+                p.wait_ready()
+        except (RuntimeError, OSError):
+            self.stop()
+            raise
+        self.app.backends.update(
+            {
+                p.fn.name: Backend(
+                    p.fn.name, p.fn.namespace, p.port, p.fn.image, tuple(p.fn.labels.items()), tuple(p.fn.annotations.items())
+                )
+                for p in self.processes
+            }
+        )
+        threading.Thread(target=self._server.run, daemon=True).start()
+        if self.cron:
+            threading.Thread(target=self.cron.run, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.cron:
+            self.cron.stop()
+        if self._server is not None:
+            self._server.close()
+        for p in self.processes:
+            p.stop()
+
+    def summary(self) -> str:
+        lines = [f"openfaas-iam local gateway on http://127.0.0.1:{self.port}", ""]
+        lines.append(f"  {'function':<15} {'route':<48} {'process':<22} schedule")
+        for p in self.processes:
+            route = f"http://127.0.0.1:{self.port}/function/{p.fn.name}"
+            pid = p.proc.pid if p.proc else "-"
+            lines.append(f"  {p.fn.name:<15} {route:<48} {f'pid {pid} :{p.port}':<22} {p.fn.schedule or ''}")
+        redis = self.processes[0].env.get("redis_url") if self.processes else ""
+        lines += [
+            "",
+            f"  issuer      {self.processes[0].env.get('issuer_url') or self.public_url + '/function/iam-discovery'}"
+            if self.processes
+            else "",
+            f"  IAM config  {self.iam_config}",
+            f"  secrets     {self.secret_store}",
+            f"  cache       {redis or 'in-process (set REDIS_URL to share one through Redis)'}",
+            f"  logs        {self.state_dir / 'logs'}",
+        ]
+        if self.created:
+            lines.append(f"  created     {', '.join(self.created)}")
+        lines += ["", "Try: curl http://127.0.0.1:%d/function/iam-discovery/.well-known/openid-configuration" % self.port]
+        return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="openfaas-iam-gateway",
+        description="Run the openfaas-iam functions locally behind a gateway that routes /function/<name>/... like OpenFaaS.",
+    )
+    parser.add_argument("--stack", default="stack.yml", help="the stack file (default: stack.yml)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")), help="gateway port (env PORT, default 8080)")
+    parser.add_argument(
+        "--iam-config",
+        default=os.environ.get("IAM_CONFIG", "examples/iam.yaml"),
+        help="IAM objects to serve as the iam-config secret (env IAM_CONFIG, default examples/iam.yaml)",
+    )
+    parser.add_argument("--state-dir", default=".local", help="local secrets, mounts and logs (default: .local)")
+    parser.add_argument("--build-dir", default="build", help="where build contexts are assembled (default: build)")
+    parser.add_argument("--no-cron", action="store_true", help="do not play cron-connector")
+    args = parser.parse_args(argv)
+    try:
+        gw = LocalGateway(
+            Path(args.stack),
+            port=args.port,
+            iam_config=Path(args.iam_config),
+            state_dir=Path(args.state_dir),
+            build_dir=Path(args.build_dir).resolve(),
+            env=os.environ,
+            cron=not args.no_cron,
+        )
+        gw.start()
+    except (StackError, RuntimeError, OSError) as e:
+        print(f"openfaas-iam-gateway: {e}", file=sys.stderr)
+        return 1
+    print(gw.summary(), flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    print("\nstopping every function...", flush=True)
+    gw.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

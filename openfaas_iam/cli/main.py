@@ -1,0 +1,29 @@
+"""`openfaas-iam`: one command line for linting, simulating, keys and sign-in."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import lint
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openfaas-iam",
+        description="Identity and Access Management for OpenFaaS Community Edition.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    lint.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

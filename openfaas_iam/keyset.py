@@ -1,0 +1,175 @@
+"""The bundle's signing keyset: ES256 keys with states, kept as one JSON document.
+
+States: `next` (published, not yet signing), `current` (signing), `retired`
+(published until every token it signed has expired). Publishing a key one full
+rotation interval before it signs means every verifier already knows it when the
+first token carrying its kid arrives, even though mounted secrets update late.
+This module is pure: stores read and write the JSON, the rotation function decides.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from .errors import StoreError
+
+NEXT, CURRENT, RETIRED = "next", "current", "retired"
+STATES = (NEXT, CURRENT, RETIRED)
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def public_jwk(public: ec.EllipticCurvePublicKey, kid: str) -> dict[str, str]:
+    nums = public.public_numbers()
+    return {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": b64url(nums.x.to_bytes(32, "big")),
+        "y": b64url(nums.y.to_bytes(32, "big")),
+        "kid": kid,
+        "use": "sig",
+        "alg": "ES256",
+    }
+
+
+def thumbprint(public: ec.EllipticCurvePublicKey) -> str:
+    """RFC 7638 JWK thumbprint: a kid that is stable and derived from the key itself."""
+    jwk = public_jwk(public, "")
+    canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"), sort_keys=True)
+    return b64url(hashlib.sha256(canonical.encode()).digest())
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    state: str
+    created_at: float
+    private_pem: str
+    activated_at: float | None = None
+    retired_at: float | None = None
+    _private: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def private_key(self) -> ec.EllipticCurvePrivateKey:
+        if self._private is None:
+            key = serialization.load_pem_private_key(self.private_pem.encode(), password=None)
+            if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+                raise StoreError(f"signing key {self.kid} is not a P-256 EC key")
+            object.__setattr__(self, "_private", key)
+        return self._private
+
+    def public_jwk(self) -> dict[str, str]:
+        return public_jwk(self.private_key.public_key(), self.kid)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kid": self.kid,
+            "state": self.state,
+            "created_at": self.created_at,
+            "activated_at": self.activated_at,
+            "retired_at": self.retired_at,
+            "private_key_pem": self.private_pem,
+        }
+
+
+def new_key(state: str, now: float | None = None) -> SigningKey:
+    now = time.time() if now is None else now
+    private = ec.generate_private_key(ec.SECP256R1())
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return SigningKey(
+        kid=thumbprint(private.public_key()),
+        state=state,
+        created_at=now,
+        private_pem=pem,
+        activated_at=now if state == CURRENT else None,
+        _private=private,
+    )
+
+
+@dataclass(frozen=True)
+class Keyset:
+    keys: tuple[SigningKey, ...]
+    version: int = 1
+
+    @property
+    def current(self) -> SigningKey:
+        for k in self.keys:
+            if k.state == CURRENT:
+                return k
+        raise StoreError("the signing keyset has no current key")
+
+    def by_kid(self, kid: str) -> SigningKey | None:
+        for k in self.keys:
+            if k.kid == kid:
+                return k
+        return None
+
+    def public_jwks(self) -> dict[str, list[dict[str, str]]]:
+        """Every key a verifier may meet: next, current and retired."""
+        return {"keys": [k.public_jwk() for k in self.keys]}
+
+    def to_json(self) -> str:
+        return json.dumps({"version": self.version, "keys": [k.to_json() for k in self.keys]}, indent=2)
+
+    def replace_keys(self, keys: list[SigningKey]) -> Keyset:
+        return replace(self, keys=tuple(keys))
+
+
+def initial_keyset(now: float | None = None) -> Keyset:
+    """A fresh keyset: one key signing now and the next one already published."""
+    return Keyset((new_key(CURRENT, now), new_key(NEXT, now)))
+
+
+def parse_keyset(text: str | bytes, source: str = "keyset") -> Keyset:
+    """Parse and validate the stored JSON; StoreError names what is wrong."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise StoreError(f"{source}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
+        raise StoreError(f'{source}: expected {{"version": 1, "keys": [...]}}')
+    keys: list[SigningKey] = []
+    for i, raw in enumerate(doc["keys"]):
+        if not isinstance(raw, dict):
+            raise StoreError(f"{source}: keys[{i}] is not an object")
+        state = raw.get("state")
+        if state not in STATES:
+            raise StoreError(f"{source}: keys[{i}].state must be one of {', '.join(STATES)}, got {state!r}")
+        kid, pem = raw.get("kid"), raw.get("private_key_pem")
+        if not isinstance(kid, str) or not kid or not isinstance(pem, str):
+            raise StoreError(f"{source}: keys[{i}] needs kid and private_key_pem")
+        key = SigningKey(
+            kid=kid,
+            state=state,
+            created_at=float(raw.get("created_at") or 0),
+            private_pem=pem,
+            activated_at=raw.get("activated_at"),
+            retired_at=raw.get("retired_at"),
+        )
+        try:
+            key.private_key  # noqa: B018 - parse now so a broken key fails at load, not at signing
+        except (ValueError, TypeError) as e:
+            raise StoreError(f"{source}: keys[{i}] ({kid}) has an unreadable private key: {e}") from None
+        keys.append(key)
+    if sum(1 for k in keys if k.state == CURRENT) != 1:
+        raise StoreError(f"{source}: exactly one key must be current")
+    if len({k.kid for k in keys}) != len(keys):
+        raise StoreError(f"{source}: kids must be unique")
+    return Keyset(tuple(keys), int(doc.get("version", 1)))
+
+
+def read_keyset_file(path: str) -> Keyset:
+    with open(path, "rb") as f:
+        return parse_keyset(f.read(), path)

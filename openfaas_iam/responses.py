@@ -1,0 +1,52 @@
+"""Framework-free response values in the shape the python3-http template renders.
+
+Handlers return these dicts; the template turns them into HTTP. Keeping the
+shapes here lets every function render errors the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import Forbidden, OAuthError, Unauthenticated
+
+Response = dict[str, Any]
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    h = {"Content-Type": "application/json"}
+    if headers:
+        h.update(headers)
+    return {"statusCode": status, "body": body, "headers": h}
+
+
+def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return json_response(status, {"error": code, "message": message}, headers)
+
+
+def oauth_error(e: OAuthError) -> Response:
+    """RFC 6749 §5.2: JSON error body, never cached."""
+    return json_response(e.status, e.body(), dict(NO_STORE))
+
+
+def unauthenticated(e: Unauthenticated, realm: str = "openfaas-iam") -> Response:
+    challenge = f'Bearer realm="{realm}", error="invalid_token", error_description="{_quote(str(e))}"'
+    return error(401, "unauthorized", str(e), {"WWW-Authenticate": challenge})
+
+
+def forbidden(e: Forbidden) -> Response:
+    return error(403, "forbidden", str(e))
+
+
+def not_found(path: str) -> Response:
+    return error(404, "not_found", f"no route for {path}")
+
+
+def method_not_allowed(method: str, allowed: list[str]) -> Response:
+    return error(405, "method_not_allowed", f"{method} is not allowed here; use {', '.join(allowed)}", {"Allow": ", ".join(allowed)})
+
+
+def _quote(text: str) -> str:
+    # RFC 6750 §3: error_description is a quoted-string without '"' or '\\'.
+    return "".join(ch for ch in text if ch not in '"\\' and 0x20 <= ord(ch) < 0x7F)

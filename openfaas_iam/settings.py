@@ -1,0 +1,74 @@
+"""Deployment settings, read once from the function's environment (stack.yml).
+
+The core takes a Settings value; only `from_env` looks at environment variables,
+so tests build Settings directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_SECRETS = "/var/openfaas/secrets"
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    public_gateway_url: str = "http://127.0.0.1:8080"
+    issuer_url: str = ""
+    token_endpoint: str = ""
+    authz_url: str = ""
+    redis_url: str = ""
+    redis_prefix: str = "openfaas-iam:"
+    secret_mount_path: str = DEFAULT_SECRETS
+    iam_config: str = "iam-config"  # a secret key under secret_mount_path, a path, or "kubernetes"
+    signing_keys_secret: str = "iam-signing-keys"
+    leeway_seconds: float = 60.0
+    allow_insecure_issuers: bool = False
+    max_body_bytes: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        base = self.public_gateway_url.rstrip("/")
+        object.__setattr__(self, "public_gateway_url", base)
+        if not self.issuer_url:
+            object.__setattr__(self, "issuer_url", f"{base}/function/iam-discovery")
+        if not self.token_endpoint:
+            object.__setattr__(self, "token_endpoint", f"{base}/function/iam-token/oauth/token")
+        if not self.authz_url:
+            object.__setattr__(self, "authz_url", f"{base}/function/iam-authz")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        def get(name: str, default: str = "") -> str:
+            return env.get(name, default) or default
+
+        return cls(
+            public_gateway_url=get("public_gateway_url", "http://127.0.0.1:8080"),
+            issuer_url=get("issuer_url"),
+            token_endpoint=get("token_endpoint"),
+            authz_url=get("authz_url"),
+            redis_url=get("redis_url"),
+            redis_prefix=get("redis_prefix", "openfaas-iam:"),
+            secret_mount_path=get("secret_mount_path", DEFAULT_SECRETS),
+            iam_config=get("iam_config", "iam-config"),
+            signing_keys_secret=get("signing_keys_secret", "iam-signing-keys"),
+            leeway_seconds=float(get("leeway_seconds", "60")),
+            allow_insecure_issuers=_bool(env.get("allow_insecure_issuers")),
+            max_body_bytes=int(get("max_body_bytes", str(64 * 1024))),
+        )
+
+    def secret_path(self, key: str) -> str:
+        """Where a secret key is mounted: `/var/openfaas/secrets/<key>` in a cluster."""
+        return f"{self.secret_mount_path.rstrip('/')}/{key}"
+
+    @property
+    def iam_config_path(self) -> str:
+        if "/" in self.iam_config:
+            return self.iam_config
+        return self.secret_path(self.iam_config)
