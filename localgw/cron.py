@@ -69,7 +69,9 @@ class Schedule:
         expr = _DESCRIPTORS.get(s, s)
         parts = expr.split()
         if len(parts) != 5:
-            raise ValueError(f"schedule {text!r}: expected 5 fields (minute hour day month weekday) or @every <duration>")
+            raise ValueError(
+                f"schedule {text!r}: expected 5 fields (minute hour day month weekday) or @every <duration>"
+            )
         fields = tuple(_field(p, lo, hi, n) for p, (lo, hi), n in zip(parts, _RANGES, _NAMES))
         return cls(text, None, fields, parts[2] not in ("*", "?"), parts[4] not in ("*", "?"))
 

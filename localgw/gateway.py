@@ -18,7 +18,16 @@ from typing import Any
 from urllib.parse import unquote
 
 HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"}
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
 )
 StartResponse = Callable[..., Any]
 
@@ -61,7 +70,9 @@ class GatewayApp:
         self.timeout = timeout
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        raw = environ.get("REQUEST_URI") or (environ.get("PATH_INFO", "/") + ("?" + environ["QUERY_STRING"] if environ.get("QUERY_STRING") else ""))
+        raw = environ.get("REQUEST_URI") or (
+            environ.get("PATH_INFO", "/") + ("?" + environ["QUERY_STRING"] if environ.get("QUERY_STRING") else "")
+        )
         if raw.startswith("http://") or raw.startswith("https://"):
             return _text(start_response, "400 Bad Request", "absolute-form request targets are not accepted")
         if raw in ("/healthz", "/healthz/"):
@@ -95,7 +106,9 @@ class GatewayApp:
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 
-    def _forward(self, backend: Backend, path: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def _forward(
+        self, backend: Backend, path: str, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
         headers: dict[str, str] = {}
         for key, value in environ.items():
             if key.startswith("HTTP_"):
@@ -107,7 +120,9 @@ class GatewayApp:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         client = environ.get("REMOTE_ADDR", "")
-        headers["X-Forwarded-For"] = f"{headers['X-Forwarded-For']}, {client}" if headers.get("X-Forwarded-For") else client
+        headers["X-Forwarded-For"] = (
+            f"{headers['X-Forwarded-For']}, {client}" if headers.get("X-Forwarded-For") else client
+        )
         headers["X-Forwarded-Host"] = environ.get("HTTP_HOST", "")
         headers.setdefault("X-Call-Id", str(uuid.uuid4()))
         headers["X-Start-Time"] = str(time.time_ns())
@@ -117,7 +132,9 @@ class GatewayApp:
             resp = conn.getresponse()
         except OSError as e:
             conn.close()
-            return _text(start_response, "502 Bad Gateway", f"function {backend.name}.{backend.namespace} is not answering: {e}")
+            return _text(
+                start_response, "502 Bad Gateway", f"function {backend.name}.{backend.namespace} is not answering: {e}"
+            )
         out = [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP_BY_HOP]
         out.append(("X-Call-Id", headers["X-Call-Id"]))
         start_response(f"{resp.status} {resp.reason}", out)

@@ -183,7 +183,9 @@ class LocalGateway:
         from waitress.server import create_server
 
         # Bind first: a taken port must fail before any child is started.
-        self._server = create_server(self.app, host="127.0.0.1", port=self.port, threads=16, ident="openfaas-iam-gateway")
+        self._server = create_server(
+            self.app, host="127.0.0.1", port=self.port, threads=16, ident="openfaas-iam-gateway"
+        )
         try:
             for p in self.processes:
                 p.start()
@@ -195,7 +197,12 @@ class LocalGateway:
         self.app.backends.update(
             {
                 p.fn.name: Backend(
-                    p.fn.name, p.fn.namespace, p.port, p.fn.image, tuple(p.fn.labels.items()), tuple(p.fn.annotations.items())
+                    p.fn.name,
+                    p.fn.namespace,
+                    p.port,
+                    p.fn.image,
+                    tuple(p.fn.labels.items()),
+                    tuple(p.fn.annotations.items()),
                 )
                 for p in self.processes
             }
@@ -232,17 +239,23 @@ class LocalGateway:
         ]
         if self.created:
             lines.append(f"  created     {', '.join(self.created)}")
-        lines += ["", "Try: curl http://127.0.0.1:%d/function/iam-discovery/.well-known/openid-configuration" % self.port]
+        lines += [
+            "",
+            f"Try: curl http://127.0.0.1:{self.port}/function/iam-discovery/.well-known/openid-configuration",
+        ]
         return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="openfaas-iam-gateway",
-        description="Run the openfaas-iam functions locally behind a gateway that routes /function/<name>/... like OpenFaaS.",
+        description="Run the openfaas-iam functions locally behind a gateway that routes "
+        "/function/<name>/... like OpenFaaS.",
     )
     parser.add_argument("--stack", default="stack.yml", help="the stack file (default: stack.yml)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")), help="gateway port (env PORT, default 8080)")
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("PORT", "8080")), help="gateway port (env PORT, default 8080)"
+    )
     parser.add_argument(
         "--iam-config",
         default=os.environ.get("IAM_CONFIG", "examples/iam.yaml"),

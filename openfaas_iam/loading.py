@@ -251,6 +251,14 @@ def _statement(d: _Doc, raw: Any, field: str, sids: set[str]) -> Statement | Non
     actions = _string_list(d, raw.get("action"), f"{field}.action")
     if actions:
         for i, a in enumerate(actions):
+            if a.lower() == "secret:get":
+                d.error(
+                    f"{field}.action[{i}]",
+                    f"unknown action {a!r}: there is no Secret:Get, a secret's value can never be read through the API "
+                    "(Secret:List lists names)",
+                )
+                actions = None
+                break
             if not expand_action(a):
                 hint = suggest_action(a)
                 d.error(

@@ -44,7 +44,12 @@ def not_found(path: str) -> Response:
 
 
 def method_not_allowed(method: str, allowed: list[str]) -> Response:
-    return error(405, "method_not_allowed", f"{method} is not allowed here; use {', '.join(allowed)}", {"Allow": ", ".join(allowed)})
+    return error(
+        405,
+        "method_not_allowed",
+        f"{method} is not allowed here; use {', '.join(allowed)}",
+        {"Allow": ", ".join(allowed)},
+    )
 
 
 def _quote(text: str) -> str:

@@ -31,7 +31,5 @@ def run(args: argparse.Namespace) -> int:
             print(f"\n{len(e.problems)} problem(s) found", file=sys.stderr)
         return 1
     if not args.quiet:
-        print(
-            f"ok: {len(config.issuers)} issuer(s), {len(config.policies)} policy(ies), {len(config.roles)} role(s)"
-        )
+        print(f"ok: {len(config.issuers)} issuer(s), {len(config.policies)} policy(ies), {len(config.roles)} role(s)")
     return 0

@@ -91,7 +91,7 @@ def format_response(res: Any) -> Response:
         resp = Response(b"", status=status)
     elif isinstance(body, (str, bytes)):
         resp = Response(body, status=status)
-    elif isinstance(body, Iterator) or isinstance(body, Iterable):
+    elif isinstance(body, Iterable):
         resp = Response(_stream(body), status=status, direct_passthrough=True)
     else:
         resp = Response(str(body), status=status)

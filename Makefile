@@ -1,0 +1,51 @@
+# openfaas-iam: `make run` and `make test` do all their own set-up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+IDP := tests/idp/node_modules/.package-lock.json
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help run test unit e2e lint format fuzz soak bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@echo "==> setting up $(VENV) (Python $$($(PYTHON) -c 'import sys;print(sys.version.split()[0])'))"
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+$(IDP): tests/idp/package.json tests/idp/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js 20+) is needed for the test OpenID Provider"; exit 1; }
+	@echo "==> installing the test OpenID Provider (npm ci)"
+	@cd tests/idp && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+run: $(STAMP) ## run the bundle locally behind a gateway on 127.0.0.1 (PORT, default 8080)
+	@$(BIN)/openfaas-iam-gateway
+
+test: $(STAMP) $(IDP) ## the whole test suite, end-to-end tests against real peers included
+	@$(BIN)/ruff check .
+	@$(BIN)/openfaas-iam lint -q examples/
+	@$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: $(STAMP) ## only the fast unit tests
+	@$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff (check and format) and the example IAM documents
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+	@$(BIN)/openfaas-iam lint examples/
+
+format: $(STAMP) ## format the code
+	@$(BIN)/ruff format .
+	@$(BIN)/ruff check --fix .
+
+clean: ## remove the build contexts and local state (keeps .venv)
+	rm -rf build .local .pytest_cache

@@ -1,0 +1,93 @@
+"""Condition operators: OpenFaaS's own plus the AWS ones users rely on."""
+
+from __future__ import annotations
+
+import pytest
+
+from openfaas_iam.claims import lookup
+from openfaas_iam.conditions import Clause, Condition, compile_clause
+
+CLAIMS = {
+    "iss": "https://idp.example.com",
+    "sub": "user-1",
+    "email": "Ada@Example.com",
+    "groups": ["dev", "ops"],
+    "single_group": "dev",
+    "empty": [],
+    "verified": True,
+    "kubernetes.io": {"namespace": "tools", "serviceaccount": {"name": "release-bot"}},
+    "https://idp.example.com#sub-id": "abc",
+    "a/b": {"c~d": "x"},
+}
+
+
+def check(op: str, key: str, *values: str) -> bool:
+    return compile_clause(Clause(op, key, values))(CLAIMS)
+
+
+@pytest.mark.parametrize(
+    ("op", "key", "values", "expected"),
+    [
+        ("StringEqual", "jwt:sub", ("user-1",), True),
+        ("StringEquals", "jwt:sub", ("other", "user-1"), True),
+        ("StringEquals", "jwt:sub", ("User-1",), False),
+        ("StringEquals", "jwt:missing", ("x",), False),
+        ("StringEqualIgnoreCase", "jwt:email", ("ada@example.com",), True),
+        ("StringNotEquals", "jwt:sub", ("a", "b"), True),
+        ("StringNotEquals", "jwt:sub", ("a", "user-1"), False),
+        ("StringNotEquals", "jwt:missing", ("x",), True),
+        ("StringNotEqualsIgnoreCase", "jwt:email", ("ADA@example.COM",), False),
+        ("StringLike", "jwt:email", ("*@Example.com",), True),
+        ("StringLike", "jwt:email", ("*@example.com",), False),
+        ("StringLike", "jwt:sub", ("user-?",), True),
+        ("StringLike", "jwt:sub", ("user-[0-9]",), False),
+        ("StringNotLike", "jwt:sub", ("admin-*",), True),
+        ("StringNotLike", "jwt:sub", ("user-*",), False),
+        ("StringEqualsIfExists", "jwt:missing", ("x",), True),
+        ("StringEqualsIfExists", "jwt:sub", ("x",), False),
+        ("Null", "jwt:missing", ("true",), True),
+        ("Null", "jwt:sub", ("true",), False),
+        ("Null", "jwt:sub", ("false",), True),
+        ("ForAnyValue:StringEqual", "jwt:groups", ("ops",), True),
+        ("ForAnyValue:StringEqual", "jwt:groups", ("admin",), False),
+        ("ForAnyValue:StringEqual", "jwt:single_group", ("dev",), True),
+        ("ForAnyValue:StringEqual", "jwt:missing", ("dev",), False),
+        ("ForAnyValue:StringEqual", "jwt:empty", ("dev",), False),
+        ("ForAllValues:StringEquals", "jwt:groups", ("dev", "ops", "qa"), True),
+        ("ForAllValues:StringEquals", "jwt:groups", ("dev",), False),
+        ("ForAllValues:StringEquals", "jwt:missing", ("dev",), True),
+        ("ForAllValues:StringEquals", "jwt:empty", ("dev",), True),
+        ("ForAnyValue:StringNotEquals", "jwt:groups", ("dev",), True),
+        ("ForAllValues:StringNotLike", "jwt:groups", ("adm*",), True),
+        ("StringEquals", "jwt:groups", ("ops",), True),
+        ("StringNotEquals", "jwt:groups", ("ops",), False),
+        ("StringEquals", "jwt:verified", ("true",), True),
+        ("StringEquals", "jwt:/kubernetes.io/namespace", ("tools",), True),
+        ("StringEquals", "jwt:/kubernetes.io/serviceaccount/name", ("release-bot",), True),
+        ("StringEquals", "jwt:/kubernetes.io/nope/name", ("x",), False),
+        ("StringEquals", "jwt:https://idp.example.com#sub-id", ("abc",), True),
+        ("StringEquals", "jwt:/a~1b/c~0d", ("x",), True),
+        ("StringEquals", "jwt:/groups/1", ("ops",), True),
+        ("StringEquals", "jwt:kubernetes.io", ("tools",), False),
+    ],
+)
+def test_operator(op: str, key: str, values: tuple[str, ...], expected: bool) -> None:
+    assert check(op, key, *values) is expected
+
+
+def test_all_operators_and_all_keys_must_hold() -> None:
+    cond = Condition(
+        (
+            Clause("StringEqual", "jwt:iss", ("https://idp.example.com",)),
+            Clause("ForAnyValue:StringEqual", "jwt:groups", ("ops",)),
+        )
+    ).compile()
+    assert cond(CLAIMS)
+    assert not cond({**CLAIMS, "groups": ["dev"]})
+    assert not cond({**CLAIMS, "iss": "https://evil.example.com"})
+
+
+def test_lookup_normalises_values() -> None:
+    assert lookup(CLAIMS, "jwt:single_group") == ("dev",)
+    assert lookup(CLAIMS, "jwt:missing") is None
+    assert lookup({"n": 3}, "jwt:n") == ("3",)
