@@ -157,6 +157,7 @@ class LocalGateway:
         env: Mapping[str, str],
         function_env: Mapping[str, str] | None = None,
         cron: bool = True,
+        template_root: Path | None = None,
     ) -> None:
         self.port = port
         self.public_url = env.get("PUBLIC_GATEWAY_URL") or f"http://127.0.0.1:{port}"
@@ -171,13 +172,14 @@ class LocalGateway:
         log_dir = state_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         for fn in self.stack.functions.values():
-            context = assemble(self.stack, fn, build_dir)
+            context = assemble(self.stack, fn, build_dir, template_root)
             mount = state_dir / "mounts" / fn.name
             project(self.secret_store, fn, mount)
             self.processes.append(FunctionProcess(fn, context, mount, log_dir, dict(function_env or {})))
         self.app = GatewayApp({})
         self.cron = CronConnector(list(self.stack.functions.values()), port) if cron else None
         self._server = None
+        self._stopping = False
 
     def start(self) -> None:
         from waitress.server import create_server
@@ -207,11 +209,20 @@ class LocalGateway:
                 for p in self.processes
             }
         )
-        threading.Thread(target=self._server.run, daemon=True).start()
+        threading.Thread(target=self._serve, daemon=True).start()
         if self.cron:
             threading.Thread(target=self.cron.run, daemon=True).start()
 
+    def _serve(self) -> None:
+        try:
+            self._server.run()
+        except (OSError, ValueError):
+            # waitress has no stop(): closing its sockets from another thread ends the loop this way.
+            if not self._stopping:
+                raise
+
     def stop(self) -> None:
+        self._stopping = True
         if self.cron:
             self.cron.stop()
         if self._server is not None:

@@ -336,8 +336,14 @@ def _role(d: _Doc, name: str, ns: str, spec: dict[str, Any]) -> Role | None:
     return Role(name, ns, policies, MappingProxyType(principal), condition)
 
 
-def parse_objects(docs: list[tuple[int, Any]], source: str, problems: list[Problem]) -> list[tuple[_Doc, Any]]:
-    """Validate each document; return the objects that are individually valid."""
+def parse_objects(
+    docs: list[tuple[int, Any]], source: str, problems: list[Problem], invalid: set[tuple[str, str]] | None = None
+) -> list[tuple[_Doc, Any]]:
+    """Validate each document; return the objects that are individually valid.
+
+    `invalid` collects (kind, name) of named objects that failed, so references to
+    them are reported as invalid rather than missing.
+    """
     out: list[tuple[_Doc, Any]] = []
     for index, raw in docs:
         d = _Doc(source, index, problems)
@@ -384,10 +390,14 @@ def parse_objects(docs: list[tuple[int, Any]], source: str, problems: list[Probl
         obj = builder(d, name, ns, spec)
         if obj is not None and len(problems) == before:
             out.append((d, obj))
+        elif invalid is not None:
+            invalid.add((kind, name))
     return out
 
 
-def build_config(objects: list[tuple[_Doc, Any]], problems: list[Problem]) -> IamConfig:
+def build_config(
+    objects: list[tuple[_Doc, Any]], problems: list[Problem], invalid: set[tuple[str, str]] | None = None
+) -> IamConfig:
     """Cross-object checks: unique names, unique issuers, Role -> Policy references."""
     seen: dict[tuple[str, str], _Doc] = {}
     issuers: list[JwtIssuer] = []
@@ -421,7 +431,10 @@ def build_config(objects: list[tuple[_Doc, Any]], problems: list[Problem]) -> Ia
     for d, role in roles:
         missing = [(i, p) for i, p in enumerate(role.policies) if p not in names]
         for i, p in missing:
-            d.error(f"spec.policy[{i}]", f"Policy {p!r} does not exist{_did_you_mean(p, names)}")
+            if invalid and ("Policy", p) in invalid:
+                d.error(f"spec.policy[{i}]", f"Policy {p!r} is invalid (see its own errors)")
+            else:
+                d.error(f"spec.policy[{i}]", f"Policy {p!r} does not exist{_did_you_mean(p, names)}")
         if not missing:
             good_roles.append(role)
     return IamConfig(tuple(issuers), tuple(policies), tuple(good_roles))
@@ -431,14 +444,15 @@ def load_texts(texts: list[tuple[str, str]]) -> IamConfig:
     """Load (source name, text) pairs into one config; raise ConfigError listing every problem."""
     problems: list[Problem] = []
     objects: list[tuple[_Doc, Any]] = []
+    invalid: set[tuple[str, str]] = set()
     for source, text in texts:
         try:
             docs = parse_text(text, source)
         except ConfigError as e:
             problems.extend(e.problems)
             continue
-        objects.extend(parse_objects(docs, source, problems))
-    config = build_config(objects, problems)
+        objects.extend(parse_objects(docs, source, problems, invalid))
+    config = build_config(objects, problems, invalid)
     if problems:
         raise ConfigError(problems)
     return config

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import lint
+from . import keys, lint
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     lint.register(sub)
+    keys.register(sub)
     return parser
 
 

@@ -58,8 +58,9 @@ class Event:
         self.method: str = request.method
         self.query = Query(request.args.items(multi=True))
         self.path: str = request.path
-        # The gateway appends the caller to X-Forwarded-For; the last hop is ours.
-        self.remote_addr: str = request.headers.get("X-Forwarded-For", request.remote_addr or "").split(",")[0].strip()
+        # The gateway appends the caller it saw to X-Forwarded-For; earlier entries are the client's word.
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        self.remote_addr: str = forwarded.split(",")[-1].strip() if forwarded else (request.remote_addr or "")
 
 
 class Context:
@@ -149,6 +150,8 @@ def main() -> None:
         max_request_body_size=int(os.getenv("max_body_bytes", str(1024 * 1024))) + 1024,
         channel_timeout=int(os.getenv("channel_timeout", "60")),
         ident=None,
+        # Only the watchdog (or the local gateway) reaches us; keep the X-Forwarded-* it sets.
+        clear_untrusted_proxy_headers=False,
         _quiet=True,
     )
 

@@ -1,0 +1,62 @@
+"""`openfaas-iam keys init`: the first signing keyset, for a file, a Secret manifest or faas-cli."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+
+from ..keyset import initial_keyset
+
+SECRET = "iam-signing-keys"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    keys = sub.add_parser("keys", help="manage the bundle's signing keyset", description="Manage the signing keyset.")
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="COMMAND")
+    keys_sub.required = True
+    init = keys_sub.add_parser(
+        "init",
+        help="write a new keyset (one current key, one next key)",
+        description="Write a new ES256 signing keyset. --format json (default) is the secret's value, for "
+        "`faas-cli secret create iam-signing-keys --from-file=FILE`; --format manifest is a Kubernetes Secret.",
+    )
+    init.add_argument("-o", "--output", default="-", help="file to write (mode 0600), or - for standard output")
+    init.add_argument("--format", choices=("json", "manifest"), default="json", help="what to write (default: json)")
+    init.add_argument(
+        "--namespace", default="openfaas-fn", help="namespace of the Secret manifest (default: openfaas-fn)"
+    )
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.set_defaults(run=run_init)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    text = initial_keyset().to_json()
+    if args.format == "manifest":
+        text = json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": {
+                    "name": SECRET,
+                    "namespace": args.namespace,
+                    "labels": {"app.kubernetes.io/part-of": "openfaas-iam"},
+                },
+                "data": {SECRET: base64.b64encode(text.encode()).decode()},
+            },
+            indent=2,
+        )
+    if args.output == "-":
+        sys.stdout.write(text + "\n")
+        return 0
+    if os.path.exists(args.output) and not args.force:
+        print(f"openfaas-iam keys init: {args.output} exists; use --force to replace it", file=sys.stderr)
+        return 1
+    fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
+    print(f"wrote a new signing keyset ({args.format}) to {args.output}", file=sys.stderr)
+    return 0

@@ -1,0 +1,126 @@
+"""Fixtures that start and stop real services: Redis, the local gateway, the test IdP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _redis_ping(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+class RedisServer:
+    """A throwaway redis-server of our own, for tests that stop it on purpose."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not _redis_ping(self.url):
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The machine's Redis when it answers (database 15, flushed), else one we start."""
+    shared = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    if _redis_ping(shared):
+        import redis
+
+        redis.Redis.from_url(shared).flushdb()
+        yield shared
+        redis.Redis.from_url(shared).flushdb()
+        return
+    server = RedisServer().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def throwaway_redis() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def local_gateway(tmp_path: Path) -> Iterator[Callable[..., object]]:
+    """Start a LocalGateway over any stack file; every one started is stopped at the end."""
+    from localgw.main import LocalGateway
+
+    started: list[LocalGateway] = []
+
+    def start(
+        stack: Path = ROOT / "stack.yml",
+        iam_config: Path = ROOT / "examples" / "iam.yaml",
+        env: dict[str, str] | None = None,
+        function_env: dict[str, str] | None = None,
+        cron: bool = False,
+        state_dir: Path | None = None,
+    ) -> LocalGateway:
+        port = free_port()
+        gw = LocalGateway(
+            stack,
+            port=port,
+            iam_config=iam_config,
+            state_dir=state_dir or tmp_path / f"state-{len(started)}",
+            build_dir=tmp_path / f"build-{len(started)}",
+            env={**(env or {})},
+            function_env=function_env,
+            cron=cron,
+            template_root=ROOT / "template",
+        )
+        gw.start()
+        started.append(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        gw.stop()
