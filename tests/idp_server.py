@@ -1,0 +1,164 @@
+"""Start, drive and stop the real OpenID Provider in tests/idp (oidc-provider on Node)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import requests
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+IDP_DIR = Path(__file__).resolve().parent / "idp"
+
+
+def _b64(n: int, length: int | None = None) -> str:
+    raw = n.to_bytes(length or (n.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def private_jwk(kind: str = "RS256", kid: str | None = None) -> dict[str, str]:
+    """A private JWK made with `cryptography`, as oidc-provider takes them."""
+    kid = kid or f"{kind.lower()}-{uuid.uuid4().hex[:8]}"
+    if kind == "ES256":
+        key = ec.generate_private_key(ec.SECP256R1())
+        pub = key.public_key().public_numbers()
+        return {
+            "kty": "EC",
+            "crv": "P-256",
+            "x": _b64(pub.x, 32),
+            "y": _b64(pub.y, 32),
+            "d": _b64(key.private_numbers().private_value, 32),
+            "kid": kid,
+            "use": "sig",
+            "alg": "ES256",
+        }
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    n = key.private_numbers()
+    return {
+        "kty": "RSA",
+        "n": _b64(n.public_numbers.n),
+        "e": _b64(n.public_numbers.e),
+        "d": _b64(n.d),
+        "p": _b64(n.p),
+        "q": _b64(n.q),
+        "dp": _b64(n.dmp1),
+        "dq": _b64(n.dmq1),
+        "qi": _b64(n.iqmp),
+        "kid": kid,
+        "use": "sig",
+        "alg": "RS256",
+    }
+
+
+DEFAULT_CLIENTS: list[dict[str, Any]] = [
+    {
+        # Minting arbitrary claims; aud of its id_tokens is this client_id (the gateway URL,
+        # as GitHub Actions, GitLab and Kubernetes tokens carry when asked for it).
+        "client_id": "https://gateway.test",
+        "client_secret": "mint-secret",
+        "grant_types": ["urn:openfaas-iam:test:mint"],
+        "response_types": [],
+        "redirect_uris": [],
+        "id_token_signed_response_alg": "RS256",
+    },
+    {
+        "client_id": "openfaas",
+        "client_secret": "openfaas-secret",
+        "grant_types": ["authorization_code", "urn:openfaas-iam:test:mint"],
+        "response_types": ["code"],
+        "redirect_uris": ["http://127.0.0.1:31111/oauth/callback"],
+        "id_token_signed_response_alg": "RS256",
+    },
+    {
+        "client_id": "ci-machine",
+        "client_secret": "ci-machine-secret",
+        "grant_types": ["client_credentials"],
+        "response_types": [],
+        "redirect_uris": [],
+    },
+]
+
+
+class OidcProvider:
+    def __init__(self, port: int, keys: list[dict[str, str]] | None = None, tls: dict[str, str] | None = None) -> None:
+        self.port = port
+        self.keys = keys or [private_jwk("RS256"), private_jwk("ES256")]
+        self.tls = tls
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.dir = Path(tempfile.mkdtemp(prefix="idp-"))
+        self.verify: str | bool = tls["ca"] if tls else True
+
+    @property
+    def issuer(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def start(self, accounts: dict[str, Any] | None = None) -> OidcProvider:
+        node = shutil.which("node")
+        if node is None or not (IDP_DIR / "node_modules" / "oidc-provider").is_dir():
+            pytest.skip("the test OpenID Provider needs Node.js and `npm ci` in tests/idp (make test does it)")
+        cfg = {
+            "port": self.port,
+            "keys": self.keys,
+            "clients": DEFAULT_CLIENTS,
+            "tls": {"cert": self.tls["cert"], "key": self.tls["key"]} if self.tls else None,
+            "accounts": accounts or {},
+        }
+        (self.dir / "config.json").write_text(json.dumps(cfg))
+        self.proc = subprocess.Popen(
+            [node, str(IDP_DIR / "server.mjs"), str(self.dir / "config.json")],
+            cwd=IDP_DIR,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline().decode()
+            if line.startswith("listening"):
+                return self
+            if not line and self.proc.poll() is not None:
+                break
+        raise RuntimeError("the test OpenID Provider did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def admin(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        method = "POST" if body is not None else "GET"
+        r = requests.request(method, f"{self.issuer}/__admin/{path}", json=body, verify=self.verify, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def set_keys(self, keys: list[dict[str, str]]) -> None:
+        self.keys = keys
+        self.admin("keys", {"keys": keys})
+
+    def stats(self) -> dict[str, int]:
+        return self.admin("stats")
+
+    def mint(self, claims: dict[str, Any], ttl: int = 600, client: str = "https://gateway.test", secret: str = "mint-secret") -> str:
+        r = requests.post(
+            f"{self.issuer}/token",
+            data={"grant_type": "urn:openfaas-iam:test:mint", "claims": json.dumps(claims), "ttl": str(ttl)},
+            # RFC 6749 §2.3.1: the client id is form-urlencoded inside Basic auth (it has a ':').
+            auth=(quote(client, safe=""), quote(secret, safe="")),
+            verify=self.verify,
+            timeout=10,
+        )
+        r.raise_for_status()
+        return r.json()["id_token"]
