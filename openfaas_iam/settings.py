@@ -6,6 +6,7 @@ so tests build Settings directly.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -32,6 +33,10 @@ class Settings:
     leeway_seconds: float = 60.0
     allow_insecure_issuers: bool = False
     max_body_bytes: int = 64 * 1024
+    fetch_timeout: float = 5.0
+    jwks_max_stale: float = 6 * 3600.0
+    jwks_refetch_interval: float = 5.0
+    service_account_dir: str = "/var/run/secrets/kubernetes.io/serviceaccount"
 
     def __post_init__(self) -> None:
         base = self.public_gateway_url.rstrip("/")
@@ -61,11 +66,21 @@ class Settings:
             leeway_seconds=float(get("leeway_seconds", "60")),
             allow_insecure_issuers=_bool(env.get("allow_insecure_issuers")),
             max_body_bytes=int(get("max_body_bytes", str(64 * 1024))),
+            fetch_timeout=float(get("fetch_timeout", "5")),
+            jwks_max_stale=float(get("jwks_max_stale", str(6 * 3600))),
+            jwks_refetch_interval=float(get("jwks_refetch_interval", "5")),
+            service_account_dir=get("service_account_dir", "/var/run/secrets/kubernetes.io/serviceaccount"),
         )
 
     def secret_path(self, key: str) -> str:
         """Where a secret key is mounted: `/var/openfaas/secrets/<key>` in a cluster."""
         return f"{self.secret_mount_path.rstrip('/')}/{key}"
+
+    @property
+    def ca_bundle(self) -> str | None:
+        """The `ca-bundle` secret (key `ca.crt`) when mounted: used for every outbound TLS call."""
+        path = self.secret_path("ca.crt")
+        return path if os.path.isfile(path) else None
 
     @property
     def iam_config_path(self) -> str:

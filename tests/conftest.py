@@ -124,3 +124,15 @@ def local_gateway(tmp_path: Path) -> Iterator[Callable[..., object]]:
     yield start
     for gw in started:
         gw.stop()
+
+
+@pytest.fixture
+def idp() -> Iterator[object]:
+    """The real OpenID Provider on a free port, stopped at the end."""
+    from idp_server import OidcProvider
+
+    provider = OidcProvider(free_port()).start()
+    try:
+        yield provider
+    finally:
+        provider.stop()

@@ -151,7 +151,9 @@ class OidcProvider:
     def stats(self) -> dict[str, int]:
         return self.admin("stats")
 
-    def mint(self, claims: dict[str, Any], ttl: int = 600, client: str = "https://gateway.test", secret: str = "mint-secret") -> str:
+    def mint(
+        self, claims: dict[str, Any], ttl: int = 600, client: str = "https://gateway.test", secret: str = "mint-secret"
+    ) -> str:
         r = requests.post(
             f"{self.issuer}/token",
             data={"grant_type": "urn:openfaas-iam:test:mint", "claims": json.dumps(claims), "ttl": str(ttl)},

@@ -1,38 +1,77 @@
-"""iam-discovery: the bundle's OIDC discovery document and public signing keys."""
+"""iam-discovery: issuer discovery into the shared JWKS cache, and the bundle's own discovery."""
 
 from __future__ import annotations
 
+import json
 import os
 
-from openfaas_iam.keyset import read_keyset_file
+from openfaas_iam.errors import DiscoveryError
 from openfaas_iam.own_discovery import discovery_document
 from openfaas_iam.responses import error, json_response
 from openfaas_iam.routing import Router
+from openfaas_iam.runtime import OWN_JWKS_KEY, Runtime
 from openfaas_iam.settings import Settings
-from openfaas_iam.watched_file import Unavailable, WatchedFile
+from openfaas_iam.watched_file import Unavailable
 
-settings = Settings.from_env(os.environ)
-keyset = WatchedFile(settings.secret_path(settings.signing_keys_secret), read_keyset_file, what="signing keyset")
+rt = Runtime.build(Settings.from_env(os.environ))
 router = Router()
-PUBLIC_CACHE = {"Cache-Control": "public, max-age=300"}
 
 
 @router.route("/.well-known/openid-configuration", "GET")
 def openid_configuration(event):
-    return json_response(200, discovery_document(settings), PUBLIC_CACHE)
+    return json_response(200, discovery_document(rt.settings), {"Cache-Control": "public, max-age=300"})
 
 
 @router.route("/.well-known/jwks.json", "GET")
 def jwks(event):
+    # iam-rotate publishes to Redis at once; the mounted secret catches up after the kubelet sync.
+    published = rt.cache.get(OWN_JWKS_KEY)
+    if published is not None:
+        body = json.loads(published)
+    else:
+        try:
+            body = rt.keyset.get().public_jwks()
+        except Unavailable as e:
+            return error(503, "keys_unavailable", str(e))
+    return json_response(200, body, {"Cache-Control": "public, max-age=60"})
+
+
+@router.route("/issuers", "GET")
+def issuers(event):
     try:
-        return json_response(200, keyset.get().public_jwks(), {"Cache-Control": "public, max-age=60"})
+        config = rt.config.get()
     except Unavailable as e:
-        return error(503, "keys_unavailable", str(e))
+        return error(503, "config_unavailable", str(e))
+    return json_response(200, {"issuers": rt.jwks.status(config.issuers)})
+
+
+@router.route("/", "POST")
+@router.route("/refresh", "POST")
+def refresh(event):
+    """Prefetch every issuer (cron-connector calls POST /): tokens then never wait on an IdP."""
+    try:
+        config = rt.config.get()
+    except Unavailable as e:
+        return error(503, "config_unavailable", str(e))
+    results = {}
+    for issuer in config.issuers:
+        try:
+            entry = rt.jwks.refresh(issuer)
+            results[issuer.name] = {"ok": True, "kids": entry.kids}
+        except DiscoveryError as e:
+            results[issuer.name] = {"ok": False, "reason": str(e)}
+    failed = sum(1 for r in results.values() if not r["ok"])
+    return json_response(200, {"refreshed": len(results) - failed, "failed": failed, "issuers": results})
+
+
+@router.route("/metrics", "GET")
+def metrics(event):
+    return {"statusCode": 200, "body": rt.metrics.render(), "headers": {"Content-Type": "text/plain; version=0.0.4"}}
 
 
 @router.route("/healthz", "GET")
 def healthz(event):
-    return json_response(200, {"status": "ok", "issuer": settings.issuer_url})
+    return json_response(200, {"status": "ok", "issuer": rt.settings.issuer_url})
 
 
 def handle(event, context):

@@ -1,0 +1,226 @@
+"""Issuer keys shared by every replica through Redis, with single-flight refresh.
+
+What this guards against (Vault's JWT auth taught most of it):
+- an IdP that rotated keys: an unknown `kid` triggers an immediate refetch;
+- a flood of random kids: unknown-kid refetches are throttled per issuer across all
+  replicas (one per `refetch_interval`), and concurrent ones coalesce into one fetch;
+- a removed key: each refresh replaces the issuer's key set whole;
+- an IdP that is down: stale keys keep verifying up to `max_stale`, then verification
+  fails with the reason; a failing IdP is retried at most once per `refetch_interval`,
+  so requests never queue behind its time-outs;
+- a Redis that is down: the in-process layer answers (see stores/cache.py).
+Each replica parses a fetched key set once and keeps the parsed keys in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .discovery import IssuerDiscovery, IssuerKeys, ParsedKey
+from .errors import DiscoveryError, KeyUnavailable
+from .metrics import Metrics
+from .objects import JwtIssuer
+from .stores.cache import Cache
+
+log = logging.getLogger("openfaas_iam.jwks")
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    default_ttl: float = 300.0
+    min_ttl: float = 30.0
+    max_ttl: float = 3600.0
+    max_stale: float = 6 * 3600.0
+    refetch_interval: float = 5.0
+    wait_for_peer: float = 2.0
+
+
+@dataclass
+class _Failure:
+    at: float
+    reason: str
+
+
+class JwksCache:
+    def __init__(
+        self,
+        discovery: IssuerDiscovery,
+        cache: Cache,
+        *,
+        policy: CachePolicy | None = None,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.discovery = discovery
+        self.cache = cache
+        self.policy = policy or CachePolicy()
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self._entries: dict[str, IssuerKeys] = {}
+        self._failures: dict[str, _Failure] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    # -- public ---------------------------------------------------------------------------
+
+    def key(self, issuer: JwtIssuer, kid: str | None) -> ParsedKey:
+        """The key for (issuer, kid), fetching or refreshing as needed; KeyUnavailable says why not."""
+        entry = self._fresh_entry(issuer)
+        found = entry.find(kid)
+        if found is not None:
+            self.metrics.inc("openfaas_iam_jwks_cache_hits_total", issuer=issuer.name)
+            return found
+        self.metrics.inc("openfaas_iam_jwks_cache_misses_total", issuer=issuer.name)
+        # Another replica may already have fetched the rotated keys.
+        shared = self._adopt_shared(issuer.iss)
+        if shared is not None and (found := shared.find(kid)) is not None:
+            return found
+        if self.cache.add(f"jwks-refetch:{issuer.iss}", b"1", self.policy.refetch_interval):
+            try:
+                entry = self.refresh(issuer, since=entry.fetched_at)
+            except DiscoveryError as e:
+                raise KeyUnavailable(
+                    f"key {kid!r} of issuer {issuer.iss} is unknown and the refetch failed: {e}"
+                ) from None
+            found = entry.find(kid)
+            if found is not None:
+                return found
+        what = f"kid {kid!r}" if kid is not None else "a token without kid (several keys, none chosen)"
+        raise KeyUnavailable(f"{what} is not in the JWKS of issuer {issuer.iss}")
+
+    def refresh(self, issuer: JwtIssuer, since: float | None = None) -> IssuerKeys:
+        """Fetch now (single-flight per replica, coordinated across replicas through the cache).
+
+        `since`: the fetch time the caller saw; if a newer entry appears while waiting
+        for the lock, it is returned instead of fetching again.
+        """
+        lock = self._lock(issuer.iss)
+        with lock:
+            current = self._entries.get(issuer.iss)
+            if current is not None and since is not None and current.fetched_at > since:
+                return current
+            shared = self._adopt_shared(issuer.iss)
+            if shared is not None and since is not None and shared.fetched_at > since:
+                return shared
+            if not self.cache.add(f"jwks-fetching:{issuer.iss}", b"1", self.discovery.fetcher.timeout * 2 + 1):
+                # A peer is fetching: give it a moment, then take its result.
+                deadline = time.monotonic() + self.policy.wait_for_peer
+                while time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    shared = self._adopt_shared(issuer.iss)
+                    if shared is not None and (since is None or shared.fetched_at > since):
+                        return shared
+            try:
+                return self._fetch(issuer)
+            finally:
+                self.cache.delete(f"jwks-fetching:{issuer.iss}")
+
+    def status(self, issuers: Iterable[JwtIssuer]) -> list[dict[str, Any]]:
+        now = self.clock()
+        out = []
+        for issuer in issuers:
+            entry = self._entries.get(issuer.iss) or self._adopt_shared(issuer.iss)
+            failure = self._failures.get(issuer.iss)
+            if entry is None:
+                state = "failing" if failure else "not fetched"
+            elif now < entry.fresh_until:
+                state = "ok"
+            elif now < entry.fetched_at + self.policy.max_stale:
+                state = "stale"
+            else:
+                state = "failing"
+            out.append(
+                {
+                    "name": issuer.name,
+                    "iss": issuer.iss,
+                    "state": state,
+                    "reason": failure.reason if failure and state != "ok" else None,
+                    "last_fetch": _iso(entry.fetched_at) if entry else None,
+                    "next_refresh": _iso(entry.fresh_until) if entry else None,
+                    "kids": entry.kids if entry else [],
+                    "skipped_keys": entry.skipped if entry else 0,
+                }
+            )
+        return out
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _lock(self, iss: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(iss, threading.Lock())
+
+    def _fresh_entry(self, issuer: JwtIssuer) -> IssuerKeys:
+        now = self.clock()
+        entry = self._entries.get(issuer.iss)
+        if entry is not None and now < entry.fresh_until:
+            return entry
+        shared = self._adopt_shared(issuer.iss)
+        if shared is not None and now < shared.fresh_until:
+            return shared
+        entry = shared or entry
+        failure = self._failures.get(issuer.iss)
+        if failure is None or now >= failure.at + self.policy.refetch_interval:
+            try:
+                return self.refresh(issuer, since=entry.fetched_at if entry else None)
+            except DiscoveryError:
+                failure = self._failures.get(issuer.iss)
+        if entry is not None and now < entry.fetched_at + self.policy.max_stale:
+            self.metrics.inc("openfaas_iam_jwks_stale_serves_total", issuer=issuer.name)
+            return entry
+        reason = failure.reason if failure else "no keys fetched yet"
+        if entry is not None:
+            raise KeyUnavailable(
+                f"keys of issuer {issuer.iss} are older than the maximum staleness "
+                f"({self.policy.max_stale:g}s) and cannot be refreshed: {reason}"
+            )
+        raise KeyUnavailable(f"no keys for issuer {issuer.iss}: {reason}")
+
+    def _fetch(self, issuer: JwtIssuer) -> IssuerKeys:
+        self.metrics.inc("openfaas_iam_jwks_fetches_total", issuer=issuer.name)
+        try:
+            found = self.discovery.fetch(issuer)
+        except DiscoveryError as e:
+            self.metrics.inc("openfaas_iam_jwks_fetch_failures_total", issuer=issuer.name)
+            self._failures[issuer.iss] = _Failure(self.clock(), str(e))
+            log.warning("fetching keys of JwtIssuer/%s failed: %s", issuer.name, e)
+            raise
+        now = self.clock()
+        ttl = found.max_age if found.max_age is not None else self.policy.default_ttl
+        ttl = min(max(ttl, self.policy.min_ttl), self.policy.max_ttl)
+        entry = IssuerKeys.build(issuer.iss, found.jwks, now, now + ttl)
+        if entry.skipped:
+            log.warning("JwtIssuer/%s: skipped %d unusable key(s) in %s", issuer.name, entry.skipped, found.jwks_uri)
+        self._entries[issuer.iss] = entry
+        self._failures.pop(issuer.iss, None)
+        doc = {"iss": issuer.iss, "keys": entry.jwks, "fetched_at": now, "fresh_until": entry.fresh_until}
+        self.cache.set(f"jwks:{issuer.iss}", json.dumps(doc).encode(), ttl + self.policy.max_stale)
+        return entry
+
+    def _adopt_shared(self, iss: str) -> IssuerKeys | None:
+        """Take a newer entry another replica stored, parsing it once here."""
+        raw = self.cache.get(f"jwks:{iss}")
+        current = self._entries.get(iss)
+        if raw is None:
+            return current
+        try:
+            doc = json.loads(raw)
+            fetched_at = float(doc["fetched_at"])
+        except (ValueError, KeyError, TypeError):
+            return current
+        if current is not None and fetched_at <= current.fetched_at:
+            return current
+        entry = IssuerKeys.build(iss, doc.get("keys") or [], fetched_at, float(doc.get("fresh_until", fetched_at)))
+        self._entries[iss] = entry
+        self._failures.pop(iss, None)
+        self.metrics.inc("openfaas_iam_jwks_shared_reads_total")
+        return entry
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

@@ -1,0 +1,281 @@
+"""Issuer discovery and the shared JWKS cache against the real OpenID Provider and real Redis."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from idp_server import OidcProvider, private_jwk
+
+from openfaas_iam.discovery import IssuerDiscovery
+from openfaas_iam.errors import DiscoveryError, KeyUnavailable, TokenError
+from openfaas_iam.jwks_cache import CachePolicy, JwksCache
+from openfaas_iam.loading import load_texts
+from openfaas_iam.objects import JwtIssuer
+from openfaas_iam.outbound import Fetcher
+from openfaas_iam.stores.cache import LayeredCache, RedisCache
+from openfaas_iam.verify import verify_subject_token
+
+AUD = "https://gateway.test"
+
+
+def config_for(iss: str, **extra: str):
+    spec = {"iss": iss, "aud": [AUD], **extra}
+    return load_texts(
+        [
+            (
+                "t",
+                json.dumps(
+                    {
+                        "apiVersion": "iam.openfaas.com/v1",
+                        "kind": "JwtIssuer",
+                        "metadata": {"name": "idp"},
+                        "spec": spec,
+                    }
+                ),
+            )
+        ]
+    )
+
+
+def make_cache(
+    redis_url: str | None, *, policy: CachePolicy | None = None, fetcher: Fetcher | None = None, clock=time.time
+) -> JwksCache:
+    prefix = f"t-{uuid.uuid4().hex[:8]}:"
+    shared = RedisCache(redis_url, prefix) if redis_url else None
+    return JwksCache(
+        IssuerDiscovery(fetcher or Fetcher(timeout=2)),
+        LayeredCache(shared),
+        policy=policy or CachePolicy(),
+        clock=clock,
+    )
+
+
+def test_verify_after_discovery(idp: OidcProvider, redis_url: str) -> None:
+    config = config_for(idp.issuer)
+    jwks = make_cache(redis_url)
+    token = idp.mint({"sub": "alice", "groups": ["dev"]})
+    verified = verify_subject_token(token, config, jwks, leeway=5)
+    assert verified.claims["sub"] == "alice" and verified.issuer.name == "idp"
+    assert idp.stats()["jwks"] == 1
+    verify_subject_token(token, config, jwks, leeway=5)
+    assert idp.stats()["jwks"] == 1, "the second verification is served from the cache"
+
+
+def test_idp_rotation_is_followed_within_one_request(idp: OidcProvider, redis_url: str) -> None:
+    config = config_for(idp.issuer)
+    jwks = make_cache(redis_url, policy=CachePolicy(refetch_interval=0.5))
+    old_token = idp.mint({"sub": "alice"})
+    verify_subject_token(old_token, config, jwks, leeway=5)
+    new_key = private_jwk("RS256")
+    idp.set_keys([*idp.keys, new_key])  # stage
+    idp.set_keys([new_key, *idp.keys[:-1]])  # activate: the provider signs with the first key
+    time.sleep(0.6)
+    new_token = idp.mint({"sub": "bob"})
+    assert (
+        json.loads(__import__("base64").urlsafe_b64decode(new_token.split(".")[0] + "==")).get("kid") == new_key["kid"]
+    )
+    assert verify_subject_token(new_token, config, jwks, leeway=5).claims["sub"] == "bob"
+    assert verify_subject_token(old_token, config, jwks, leeway=5), "the old key is still published"
+    idp.set_keys([new_key])  # retire the old keys
+    time.sleep(0.6)
+    for kid in [k["kid"] for k in idp.keys]:
+        assert kid == new_key["kid"]
+    jwks.refresh(config.issuers[0])
+    with pytest.raises(TokenError, match="is not in the JWKS"):
+        verify_subject_token(old_token, config, jwks, leeway=5)
+
+
+def test_stale_keys_serve_while_idp_is_down_then_fail_clearly(idp: OidcProvider, redis_url: str) -> None:
+    now = [time.time()]
+    config = config_for(idp.issuer)
+    jwks = make_cache(
+        redis_url, policy=CachePolicy(min_ttl=1, max_ttl=10, default_ttl=10, max_stale=100), clock=lambda: now[0]
+    )
+    token = idp.mint({"sub": "alice"}, ttl=3600)
+    verify_subject_token(token, config, jwks, leeway=5)
+    idp.stop()
+    now[0] += 50  # past fresh, within max staleness
+    verify_subject_token(token, config, jwks, leeway=3600)
+    assert jwks.status(config.issuers)[0]["state"] == "stale"
+    now[0] += 100  # past max staleness
+    with pytest.raises(
+        TokenError, match=r"older than the maximum staleness \(100s\) and cannot be refreshed: cannot reach"
+    ):
+        verify_subject_token(token, config, jwks, leeway=3600)
+    assert jwks.status(config.issuers)[0]["state"] == "failing"
+
+
+def test_redis_stopped_mid_test_fails_no_request(idp: OidcProvider, throwaway_redis) -> None:
+    config = config_for(idp.issuer)
+    token = idp.mint({"sub": "alice"})
+    jwks = make_cache(throwaway_redis.url)
+    verify_subject_token(token, config, jwks, leeway=5)
+    throwaway_redis.stop()
+    other = make_cache(throwaway_redis.url)  # a fresh replica: nothing in memory, Redis gone
+    for _ in range(20):
+        verify_subject_token(token, config, jwks, leeway=5)
+        verify_subject_token(token, config, other, leeway=5)
+    throwaway_redis.start()
+    verify_subject_token(token, config, make_cache(throwaway_redis.url), leeway=5)
+
+
+def test_random_kid_flood_costs_a_handful_of_fetches(idp: OidcProvider, redis_url: str) -> None:
+    issuer = config_for(idp.issuer).issuers[0]
+    replicas = [make_cache(redis_url) for _ in range(2)]
+    # Replicas of one deployment share a prefix; emulate that.
+    shared = replicas[0].cache
+    replicas[1].cache = shared
+    replicas[0].key(issuer, idp.keys[0]["kid"])
+    before = idp.stats()["jwks"]
+    errors = 0
+
+    def flood(cache: JwksCache) -> None:
+        nonlocal errors
+        for _ in range(250):
+            try:
+                cache.key(issuer, uuid.uuid4().hex)
+            except KeyUnavailable:
+                errors += 1
+
+    threads = [threading.Thread(target=flood, args=(replicas[i % 2],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == 1000
+    assert idp.stats()["jwks"] - before <= 3
+
+
+def test_replicas_share_keys_through_redis(idp: OidcProvider, redis_url: str) -> None:
+    issuer = config_for(idp.issuer).issuers[0]
+    a = make_cache(redis_url)
+    b = make_cache(redis_url)
+    b.cache = a.cache
+    a.key(issuer, idp.keys[0]["kid"])
+    fetched = idp.stats()["jwks"]
+    b.key(issuer, idp.keys[1]["kid"])
+    assert idp.stats()["jwks"] == fetched
+    assert b.metrics.value("openfaas_iam_jwks_shared_reads_total") == 1
+
+
+class Hostile(http.server.BaseHTTPRequestHandler):
+    """A misbehaving IdP: what it serves is chosen per path."""
+
+    port = 0
+
+    def do_GET(self) -> None:
+        base = f"http://127.0.0.1:{self.port}"
+        name = self.path.split("/")[1]
+        routes = {
+            "mismatch": {"issuer": "https://other.example.com", "jwks_uri": f"{base}/mismatch/jwks"},
+            "nojwks": {"issuer": f"{base}/nojwks"},
+            "big": {"issuer": f"{base}/big", "jwks_uri": f"{base}/big/jwks"},
+            "notjson": {"issuer": f"{base}/notjson", "jwks_uri": f"{base}/notjson/jwks"},
+            "badkeys": {"issuer": f"{base}/badkeys", "jwks_uri": f"{base}/badkeys/jwks"},
+            "redirect": {"issuer": f"{base}/redirect", "jwks_uri": f"{base}/redirect/jwks"},
+        }
+        if self.path.endswith("/.well-known/openid-configuration"):
+            body = json.dumps(routes[name]).encode()
+        elif name == "big":
+            body = json.dumps({"keys": [{"kty": "RSA", "n": "A" * 1024 * 1024, "e": "AQAB"}]}).encode()
+        elif name == "notjson":
+            body = b"<html>not json</html>"
+        elif name == "redirect":
+            self.send_response(302)
+            self.send_header("Location", "https://evil.example.com/jwks")
+            self.end_headers()
+            return
+        elif name == "badkeys":
+            good = {k: v for k, v in private_jwk("ES256").items() if k != "d"}
+            body = json.dumps(
+                {
+                    "keys": [
+                        "junk",
+                        {"kty": "oct", "k": "c2VjcmV0"},
+                        {"kty": "RSA", "n": "!!", "e": "AQAB"},
+                        {"kty": "EC", "crv": "P-256"},
+                        good,
+                    ]
+                }
+            ).encode()
+        else:
+            body = b"{}"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def hostile():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    Hostile.port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{Hostile.port}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        (
+            "mismatch",
+            "names issuer 'https://other.example.com', not 'http://127.0.0.1:{port}/mismatch' (RFC 8414 §3.3)",
+        ),
+        ("nojwks", "has no jwks_uri"),
+        ("big", "is larger than the limit of 65536 bytes"),
+        ("notjson", "did not return JSON"),
+        ("redirect", "redirects to another origin (https://evil.example.com/jwks); refused"),
+    ],
+)
+def test_hostile_metadata_is_refused_with_a_reason(hostile: str, name: str, reason: str) -> None:
+    issuer = JwtIssuer("h", "openfaas", f"{hostile}/{name}", (AUD,))
+    with pytest.raises(DiscoveryError) as err:
+        IssuerDiscovery(Fetcher(timeout=2, max_bytes=65536)).fetch(issuer)
+    assert reason.format(port=hostile.rsplit(":", 1)[1]) in str(err.value)
+
+
+def test_malformed_keys_are_skipped_and_the_rest_kept(hostile: str) -> None:
+    issuer = JwtIssuer("h", "openfaas", f"{hostile}/badkeys", (AUD,))
+    cache = JwksCache(IssuerDiscovery(Fetcher(timeout=2)), LayeredCache(None))
+    entry = cache.refresh(issuer)
+    assert len(entry.kids) == 1 and entry.skipped == 4
+
+
+def test_plain_http_is_refused_off_loopback() -> None:
+    issuer = JwtIssuer("h", "openfaas", "http://idp.example.com", (AUD,))
+    with pytest.raises(DiscoveryError, match="https is required"):
+        IssuerDiscovery(Fetcher()).fetch(issuer)
+
+
+def test_discovery_over_tls_needs_the_ca_bundle(tmp_path: Path) -> None:
+    from conftest import free_port
+    from tls_certs import make_ca_and_server_cert
+
+    ca, cert, key = make_ca_and_server_cert(tmp_path)
+    provider = OidcProvider(free_port(), tls={"cert": str(cert), "key": str(key), "ca": str(ca)}).start()
+    try:
+        issuer = config_for(provider.issuer).issuers[0]
+        with pytest.raises(DiscoveryError, match="TLS verification failed"):
+            IssuerDiscovery(Fetcher(timeout=3)).fetch(issuer)
+        found = IssuerDiscovery(Fetcher(timeout=3, ca_bundle=str(ca))).fetch(issuer)
+        assert {k["kid"] for k in found.jwks} == {k["kid"] for k in provider.keys}
+    finally:
+        provider.stop()
+
+
+def test_iss_internal_is_used_for_fetching(idp: OidcProvider) -> None:
+    # The token says 127.0.0.1; fetching goes through "localhost", the in-cluster-style address.
+    issuer = JwtIssuer("k8s", "openfaas", idp.issuer, (AUD,), iss_internal=idp.issuer.replace("127.0.0.1", "localhost"))
+    found = IssuerDiscovery(Fetcher(timeout=3)).fetch(issuer)
+    assert found.jwks_uri.startswith("http://localhost:")
