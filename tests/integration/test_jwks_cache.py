@@ -279,3 +279,41 @@ def test_iss_internal_is_used_for_fetching(idp: OidcProvider) -> None:
     issuer = JwtIssuer("k8s", "openfaas", idp.issuer, (AUD,), iss_internal=idp.issuer.replace("127.0.0.1", "localhost"))
     found = IssuerDiscovery(Fetcher(timeout=3)).fetch(issuer)
     assert found.jwks_uri.startswith("http://localhost:")
+
+
+def test_kubernetes_api_gets_the_pods_own_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str | None] = []
+
+    class Api(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            base = f"http://127.0.0.1:{self.server.server_address[1]}"
+            doc = {"issuer": "https://kubernetes.default.svc.cluster.local", "jwks_uri": f"{base}/openid/v1/jwks"}
+            body = json.dumps(doc if "well-known" in self.path else {"keys": []}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        (tmp_path / "token").write_text("pod-token-1\n")
+        monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        discovery = IssuerDiscovery(Fetcher(timeout=2), service_account_dir=str(tmp_path))
+        issuer = JwtIssuer(
+            "kubernetes",
+            "openfaas",
+            "https://kubernetes.default.svc.cluster.local",
+            (AUD,),
+            iss_internal=f"http://127.0.0.1:{server.server_address[1]}",
+        )
+        discovery.fetch(issuer)
+        (tmp_path / "token").write_text("pod-token-2\n")  # the kubelet rotated it
+        discovery.fetch(issuer)
+        assert seen == ["Bearer pod-token-1", "Bearer pod-token-1", "Bearer pod-token-2", "Bearer pod-token-2"]
+    finally:
+        server.shutdown()
