@@ -116,6 +116,14 @@ class Keyset:
                 return k
         return None
 
+    def public_keys(self) -> dict[str, ec.EllipticCurvePublicKey]:
+        """kid -> public key of every published key, for verifying the bundle's own tokens."""
+        cached = self.__dict__.get("_public_keys")
+        if cached is None:
+            cached = {k.kid: k.private_key.public_key() for k in self.keys}
+            object.__setattr__(self, "_public_keys", cached)
+        return cached
+
     def public_jwks(self) -> dict[str, list[dict[str, str]]]:
         """Every key a verifier may meet: next, current and retired."""
         return {"keys": [k.public_jwk() for k in self.keys]}

@@ -7,12 +7,14 @@ additions that their documents simply do not use.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any, TypeVar
 
 from .conditions import Condition
 
+T = TypeVar("T")
 API_VERSION = "iam.openfaas.com/v1"
 DEFAULT_NAMESPACE = "openfaas"
 # OpenFaaS's chart uses 2h for federated issuers when none is given (documented in the README).
@@ -59,15 +61,20 @@ class Role:
     condition: Condition | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class IamConfig:
-    """A complete, validated set of IAM objects."""
+    """A complete, validated set of IAM objects.
+
+    Compiled forms (role matchers, policy indexes) hang off the object itself via
+    `derived`, so they are built once per loaded configuration and dropped with it.
+    """
 
     issuers: tuple[JwtIssuer, ...] = ()
     policies: tuple[Policy, ...] = ()
     roles: tuple[Role, ...] = ()
     _by_iss: Mapping[str, JwtIssuer] = field(default_factory=dict, repr=False, compare=False)
     _by_policy: Mapping[str, Policy] = field(default_factory=dict, repr=False, compare=False)
+    _derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_iss", {i.iss: i for i in self.issuers})
@@ -79,6 +86,14 @@ class IamConfig:
 
     def policy(self, name: str) -> Policy | None:
         return self._by_policy.get(name)
+
+    def derived(self, key: str, build: Callable[[IamConfig], T]) -> T:
+        """A value computed from this configuration once (thread-safe enough: a race builds twice)."""
+        value = self._derived.get(key)
+        if value is None:
+            value = build(self)
+            self._derived[key] = value
+        return value
 
     @property
     def max_token_expiry(self) -> float:

@@ -11,7 +11,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import requests
@@ -164,3 +164,80 @@ class OidcProvider:
         )
         r.raise_for_status()
         return r.json()["id_token"]
+
+
+def scripted_login(
+    provider: OidcProvider,
+    *,
+    login: str,
+    client_id: str = "openfaas",
+    client_secret: str = "openfaas-secret",
+    redirect_uri: str = "http://127.0.0.1:31111/oauth/callback",
+    scope: str = "openid email profile groups",
+) -> dict[str, Any]:
+    """Walk the provider's real login and consent pages as a browser would; return the token response."""
+    import hashlib
+    import re
+    import secrets
+
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    state, nonce = secrets.token_urlsafe(8), secrets.token_urlsafe(8)
+    s = requests.Session()
+    s.verify = provider.verify
+    r = s.get(
+        f"{provider.issuer}/auth",
+        params={
+            "client_id": client_id,
+            "response_type": "code",
+            "scope": scope,
+            "redirect_uri": redirect_uri,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "state": state,
+            "nonce": nonce,
+        },
+        allow_redirects=False,
+        timeout=10,
+    )
+    for _ in range(10):
+        location = r.headers.get("Location", "")
+        if location.startswith(redirect_uri):
+            break
+        if r.is_redirect:
+            r = s.get(requests.compat.urljoin(r.url, location), allow_redirects=False, timeout=10)
+            continue
+        action = re.search(r'action="([^"]+)"', r.text)
+        assert action, r.text[:500]
+        prompt = re.search(r'name="prompt" value="([^"]+)"', r.text).group(1)
+        data = {"prompt": prompt, "login": login, "password": "any"} if prompt == "login" else {"prompt": prompt}
+        r = s.post(requests.compat.urljoin(r.url, action.group(1)), data=data, allow_redirects=False, timeout=10)
+    query = {k: v[0] for k, v in parse_qs(urlsplit(r.headers["Location"]).query).items()}
+    assert query["state"] == state
+    tokens = s.post(
+        f"{provider.issuer}/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": query["code"],
+            "redirect_uri": redirect_uri,
+            "code_verifier": verifier,
+        },
+        auth=(client_id, client_secret),
+        timeout=10,
+    )
+    tokens.raise_for_status()
+    return {**tokens.json(), "nonce": nonce}
+
+
+def client_credentials(
+    provider: OidcProvider, resource: str, client_id: str = "ci-machine", secret: str = "ci-machine-secret"
+) -> str:
+    r = requests.post(
+        f"{provider.issuer}/token",
+        data={"grant_type": "client_credentials", "resource": resource, "scope": "deploy"},
+        auth=(client_id, secret),
+        verify=provider.verify,
+        timeout=10,
+    )
+    r.raise_for_status()
+    return r.json()["access_token"]

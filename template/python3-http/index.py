@@ -115,7 +115,7 @@ def _stream(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 def create_app() -> Flask:
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = int(os.getenv("max_body_bytes", str(1024 * 1024)))
+    app.config["MAX_CONTENT_LENGTH"] = int(os.getenv("max_request_bytes", str(1024 * 1024)))
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException) -> Response:
@@ -147,7 +147,7 @@ def main() -> None:
         host=host,
         port=port,
         threads=int(os.getenv("threads", "8")),
-        max_request_body_size=int(os.getenv("max_body_bytes", str(1024 * 1024))) + 1024,
+        max_request_body_size=int(os.getenv("max_request_bytes", str(1024 * 1024))) + 1024,
         channel_timeout=int(os.getenv("channel_timeout", "60")),
         ident=None,
         # Only the watchdog (or the local gateway) reaches us; keep the X-Forwarded-* it sets.

@@ -1,0 +1,269 @@
+"""Policy evaluation: may this token perform this action on this resource?
+
+Semantics: OpenFaaS IAM's (actions with wildcards and legacy names, anchored resources
+`*`, `ns:*`, `ns:fn`, `*:fn`, statement conditions on the token's claims), plus AWS's
+explicit Deny (any matching Deny wins over every Allow; no match is an implicit deny)
+and policy variables in resources (`dev-${jwt:preferred_username}:*`).
+
+Policies are compiled and indexed once per configuration: by policy name (the token
+names its policies) and then by concrete action. A decision looks only at statements
+of the token's own policies for that one action, so its cost does not grow with the
+number of policies that cannot apply.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .actions import ACTIONS, canonical_action, expand_action
+from .claims import lookup
+from .conditions import Test, glob_regex
+from .objects import IamConfig, Statement
+from .resources import VARIABLE, parse_resource
+
+Claims = Mapping[str, Any]
+# A variable's value must be a plain name: a claim can never smuggle in a wildcard or a ':'.
+_SAFE_VALUE = re.compile(r"[A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class Matched:
+    policy: str
+    sid: str
+    effect: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"policy": self.policy, "sid": self.sid, "effect": self.effect}
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    action: str
+    resource: str
+    matched: Matched | None
+    reason: str
+
+
+class _Part:
+    """One side of `ns:fn`: any, exact, a glob, or a template with variables."""
+
+    __slots__ = ("kind", "regex", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        if text == "*":
+            self.kind, self.regex = "any", None
+        elif "${" in text:
+            self.kind, self.regex = "template", None
+        elif "*" in text or "?" in text:
+            self.kind, self.regex = "glob", glob_regex(text)
+        else:
+            self.kind, self.regex = "exact", None
+
+    def match(self, value: str, claims: Claims) -> bool:
+        kind = self.kind
+        if kind == "any":
+            return True
+        if kind == "exact":
+            return value == self.text
+        if kind == "glob":
+            return self.regex.fullmatch(value) is not None  # type: ignore[union-attr]
+        pattern = substitute(self.text, claims)
+        return pattern is not None and glob_regex(pattern).fullmatch(value) is not None
+
+    def render(self, claims: Claims) -> str | None:
+        return substitute(self.text, claims) if self.kind == "template" else self.text
+
+
+def substitute(text: str, claims: Claims) -> str | None:
+    """Replace `${jwt:claim}` with the claim's single plain value; None when it has none."""
+    failed = False
+
+    def repl(m: re.Match[str]) -> str:
+        nonlocal failed
+        values = lookup(claims, m.group(1))
+        if not values or len(values) != 1 or not _SAFE_VALUE.fullmatch(values[0]):
+            failed = True
+            return ""
+        # Escape glob characters: the value is a literal (the safe pattern excludes them anyway).
+        return values[0]
+
+    out = VARIABLE.sub(repl, text)
+    return None if failed else out
+
+
+@dataclass(frozen=True)
+class CompiledStatement:
+    policy: str
+    statement: Statement
+    actions: frozenset[str]
+    resources: tuple[tuple[_Part, _Part] | None, ...]  # None: the whole-cluster `*`
+    condition: Test | None
+
+    @property
+    def matched(self) -> Matched:
+        return Matched(self.policy, self.statement.sid, self.statement.effect)
+
+    def covers(self, ns: str, fn: str, claims: Claims) -> bool:
+        for res in self.resources:  # noqa: SIM110 - a plain loop is faster on this hot path
+            if res is None or (res[0].match(ns, claims) and res[1].match(fn, claims)):
+                return True
+        return False
+
+    def applies(self, ns: str, fn: str, claims: Claims) -> bool:
+        if self.condition is not None and not self.condition(claims):
+            return False
+        return self.covers(ns, fn, claims)
+
+    def rendered_resources(self, claims: Claims) -> list[str]:
+        out = []
+        for res in self.resources:
+            if res is None:
+                out.append("*")
+                continue
+            ns, fn = res[0].render(claims), res[1].render(claims)
+            if ns is not None and fn is not None:
+                out.append(f"{ns}:{fn}")
+        return out
+
+
+def compile_statement(policy: str, st: Statement) -> CompiledStatement:
+    actions: set[str] = set()
+    for pattern in st.actions:
+        actions |= expand_action(pattern)
+    resources: list[tuple[_Part, _Part] | None] = []
+    for text in st.resources:
+        parsed = parse_resource(text)
+        resources.append(None if text == "*" else (_Part(parsed.namespace), _Part(parsed.function)))
+    return CompiledStatement(
+        policy, st, frozenset(actions), tuple(resources), st.condition.compile() if st.condition else None
+    )
+
+
+def split_resource(resource: str) -> tuple[str, str]:
+    """A request's resource: `*`, `ns:*` or `ns:fn`; ValueError for anything else."""
+    if resource == "*":
+        return "*", "*"
+    parts = resource.split(":")
+    if len(parts) != 2 or not parts[0] or not parts[1]:
+        raise ValueError(f"malformed resource {resource!r}: expected '*', 'namespace:*' or 'namespace:function'")
+    return parts[0], parts[1]
+
+
+class PolicyIndex:
+    def __init__(self, config: IamConfig) -> None:
+        # policy name -> concrete action -> statements (Deny and Allow together, in order)
+        self.by_policy: dict[str, dict[str, list[CompiledStatement]]] = {}
+        self.statements: dict[str, list[CompiledStatement]] = {}
+        for policy in config.policies:
+            compiled = [compile_statement(policy.name, st) for st in policy.statements]
+            self.statements[policy.name] = compiled
+            per_action: dict[str, list[CompiledStatement]] = {}
+            for cs in compiled:
+                for action in cs.actions:
+                    per_action.setdefault(action, []).append(cs)
+            self.by_policy[policy.name] = per_action
+
+    def decide(self, policies: list[str], action: str, resource: str, claims: Claims) -> Decision:
+        canon = canonical_action(action)
+        if canon is None:
+            return Decision(False, action, resource, None, f"unknown action {action!r}")
+        try:
+            ns, fn = split_resource(resource)
+        except ValueError as e:
+            return Decision(False, canon, resource, None, str(e))
+        allow: CompiledStatement | None = None
+        for name in policies:
+            for cs in self.by_policy.get(name, {}).get(canon, ()):
+                if cs.applies(ns, fn, claims):
+                    if cs.statement.effect == "Deny":
+                        return Decision(
+                            False,
+                            canon,
+                            resource,
+                            cs.matched,
+                            f"explicitly denied by policy {name}, statement {cs.statement.sid}",
+                        )
+                    if allow is None:
+                        allow = cs
+        if allow is not None:
+            return Decision(
+                True,
+                canon,
+                resource,
+                allow.matched,
+                f"allowed by policy {allow.policy}, statement {allow.statement.sid}",
+            )
+        named = ", ".join(policies) if policies else "none"
+        return Decision(
+            False, canon, resource, None, f"no statement of the token's policies ({named}) allows {canon} on {resource}"
+        )
+
+    def effective(self, policies: list[str], claims: Claims) -> list[dict[str, Any]]:
+        """What the token may do, statement by statement, with variables filled in."""
+        out = []
+        for name in policies:
+            for cs in self.statements.get(name, []):
+                if cs.condition is not None and not cs.condition(claims):
+                    continue
+                resources = cs.rendered_resources(claims)
+                if not resources:
+                    continue
+                out.append(
+                    {
+                        "policy": name,
+                        "sid": cs.statement.sid,
+                        "effect": cs.statement.effect,
+                        "actions": [a for a in ACTIONS if a in cs.actions],
+                        "resources": resources,
+                    }
+                )
+        return out
+
+    def namespaces_visible(self, policies: list[str], namespaces: list[str], claims: Claims) -> list[str]:
+        """The namespaces in which the token may do anything at all (for filtering lists)."""
+        visible = []
+        for ns in namespaces:
+            for name in policies:
+                if any(
+                    cs.statement.effect == "Allow"
+                    and (cs.condition is None or cs.condition(claims))
+                    and any(r is None or r[0].match(ns, claims) for r in cs.resources)
+                    for cs in self.statements.get(name, [])
+                ):
+                    visible.append(ns)
+                    break
+        return visible
+
+    def invoke_resources(self, policies: list[str], claims: Claims) -> tuple[list[str], list[str]]:
+        """Resources the token may and may not `Function:Invoke`, for function tokens."""
+        allow: dict[str, None] = {}
+        deny: dict[str, None] = {}
+        for name in policies:
+            for cs in self.by_policy.get(name, {}).get("Function:Invoke", ()):
+                if cs.condition is not None and not cs.condition(claims):
+                    continue
+                target = deny if cs.statement.effect == "Deny" else allow
+                for r in cs.rendered_resources(claims):
+                    target.setdefault(r, None)
+        return list(allow), list(deny)
+
+
+def policy_index(config: IamConfig) -> PolicyIndex:
+    return config.derived("policies", PolicyIndex)
+
+
+def resource_matches(pattern: str, resource: str) -> bool:
+    """Whether a rendered permission (`ns:*`, `*:fn`, `*`) covers a concrete `ns:fn`."""
+    if pattern == "*":
+        return True
+    try:
+        pns, pfn = split_resource(pattern)
+        ns, fn = split_resource(resource)
+    except ValueError:
+        return False
+    return glob_regex(pns).fullmatch(ns) is not None and glob_regex(pfn).fullmatch(fn) is not None
