@@ -13,6 +13,16 @@ Handler = Callable[[Any], Response]
 class Router:
     def __init__(self) -> None:
         self._routes: dict[str, dict[str, Handler]] = {}
+        self._prefixes: list[tuple[str, Handler]] = []
+
+    def prefix(self, prefix: str) -> Callable[[Handler], Handler]:
+        """Every method under a path prefix (the proxy's /system/)."""
+
+        def register(fn: Handler) -> Handler:
+            self._prefixes.append((prefix, fn))
+            return fn
+
+        return register
 
     def route(self, path: str, *methods: str) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
@@ -27,6 +37,9 @@ class Router:
         path = event.path.rstrip("/") or "/"
         table = self._routes.get(path)
         if table is None:
+            for prefix, fn in self._prefixes:
+                if event.path.startswith(prefix):
+                    return fn(event)
             return not_found(event.path)
         fn = table.get(event.method)
         if fn is None and event.method == "HEAD":

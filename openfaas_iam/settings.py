@@ -37,6 +37,12 @@ class Settings:
     jwks_max_stale: float = 6 * 3600.0
     jwks_refetch_interval: float = 5.0
     service_account_dir: str = "/var/run/secrets/kubernetes.io/serviceaccount"
+    gateway_url: str = "http://gateway.openfaas:8080"
+    proxy_read_timeout: float = 300.0
+    audit_verbs: frozenset[str] = frozenset({"PUT", "POST", "DELETE"})
+    audit_webhook_url: str = ""
+    audit_webhook_secret: str = "audit-webhook-secret"
+    audit_stream: str = ""
 
     def __post_init__(self) -> None:
         base = self.public_gateway_url.rstrip("/")
@@ -70,6 +76,14 @@ class Settings:
             jwks_max_stale=float(get("jwks_max_stale", str(6 * 3600))),
             jwks_refetch_interval=float(get("jwks_refetch_interval", "5")),
             service_account_dir=get("service_account_dir", "/var/run/secrets/kubernetes.io/serviceaccount"),
+            gateway_url=get("gateway_url", "http://gateway.openfaas:8080"),
+            proxy_read_timeout=float(get("proxy_read_timeout", "300")),
+            audit_verbs=frozenset(
+                v.strip().upper() for v in get("audit_verbs", "PUT,POST,DELETE").split(",") if v.strip()
+            ),
+            audit_webhook_url=get("audit_webhook_url"),
+            audit_webhook_secret=get("audit_webhook_secret", "audit-webhook-secret"),
+            audit_stream=get("audit_stream"),
         )
 
     def secret_path(self, key: str) -> str:

@@ -704,7 +704,10 @@ CASES: list[Case] = [
     ),
     (
         "function token for a subject without invoke",
-        lambda b: {"subject_token": forge(b, {"sub": "gitlab-job", "groups": None, "project_path": "group/project"}), "scope": "function"},
+        lambda b: {
+            "subject_token": forge(b, {"sub": "gitlab-job", "groups": None, "project_path": "group/project"}),
+            "scope": "function",
+        },
         400,
         "invalid_request",
         "subject gitlab-job may not invoke any function (no Function:Invoke permission)",

@@ -1,0 +1,107 @@
+"""Who is calling, and may they? Shared by the decision API and the authorizing proxy."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .audit import rfc3339_nano
+from .errors import TokenError, Unauthenticated
+from .objects import IamConfig
+from .policy import Decision, Matched, policy_index
+from .verify import OwnTokenVerifier
+
+Credentials = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Principal:
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    admin: bool = False
+
+    @property
+    def subject(self) -> str:
+        return "admin (basic auth)" if self.admin else str(self.claims.get("sub", ""))
+
+    @property
+    def policies(self) -> list[str]:
+        value = self.claims.get("policy")
+        return [p for p in value if isinstance(p, str)] if isinstance(value, list) else []
+
+
+class Authorizer:
+    def __init__(
+        self,
+        *,
+        config: Callable[[], IamConfig],
+        verifier: OwnTokenVerifier,
+        admin_credentials: Callable[[], Credentials | None],
+    ) -> None:
+        self.config = config
+        self.verifier = verifier
+        self.admin_credentials = admin_credentials
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise Unauthenticated("no credentials: send Authorization: Bearer <OpenFaaS token>")
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            try:
+                claims = self.verifier.verify(value.strip())
+            except TokenError as e:
+                raise Unauthenticated(f"invalid token: {e}") from None
+            if "function" in claims:
+                raise Unauthenticated("a function token cannot be used for the OpenFaaS API; use an API token")
+            return Principal(claims)
+        if scheme.lower() == "basic" and value.strip():
+            return self._basic(value.strip())
+        raise Unauthenticated("unsupported credentials: send Authorization: Bearer <OpenFaaS token>")
+
+    def _basic(self, value: str) -> Principal:
+        """The gateway's admin password keeps full access, as in OpenFaaS."""
+        expected = self.admin_credentials()
+        try:
+            user, _, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthenticated("malformed basic credentials") from None
+        if expected is None:
+            raise Unauthenticated("basic auth is not available here: send Authorization: Bearer <OpenFaaS token>")
+        ok_user = hmac.compare_digest(user.encode(), expected[0].encode())
+        ok_pass = hmac.compare_digest(password.encode(), expected[1].encode())
+        if not (ok_user and ok_pass):
+            raise Unauthenticated("invalid basic credentials")
+        return Principal(admin=True)
+
+    def decide(self, principal: Principal, action: str, resource: str) -> Decision:
+        if principal.admin:
+            return Decision(True, action, resource, Matched("admin", "basic-auth", "Allow"), "admin credentials")
+        return policy_index(self.config()).decide(principal.policies, action, resource, principal.claims)
+
+    def visible_namespaces(self, principal: Principal, namespaces: list[str]) -> list[str]:
+        if principal.admin:
+            return namespaces
+        return policy_index(self.config()).namespaces_visible(principal.policies, namespaces, principal.claims)
+
+    def whoami(self, principal: Principal) -> dict[str, Any]:
+        if principal.admin:
+            return {
+                "subject": principal.subject,
+                "admin": True,
+                "policies": [],
+                "permissions": [{"actions": ["*"], "resources": ["*"]}],
+            }
+        exp = float(principal.claims.get("exp", 0))
+        return {
+            "subject": principal.subject,
+            "issuer": principal.claims.get("iss"),
+            "federated_issuer": principal.claims.get("fed:iss"),
+            "policies": principal.policies,
+            "expires_at": rfc3339_nano(exp),
+            "expires_in": max(0, int(exp - time.time())),
+            "permissions": policy_index(self.config()).effective(principal.policies, principal.claims),
+        }

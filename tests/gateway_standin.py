@@ -1,0 +1,171 @@
+"""A stand-in for the OpenFaaS gateway's REST API (no real gateway can run here).
+
+Written from the documented contract (platform.md): `/system/*` behind basic auth
+(admin + the basic-auth secret), the namespace in the query for GET and in the JSON
+body for writes (default openfaas-fn), PUT on an unknown function answers 404 so
+faas-cli falls back to POST, logs are a streamed ndjson body. It records every
+request that reached it, so tests can prove that nothing denied ever did.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+class GatewayStandIn:
+    def __init__(self, credentials: Callable[[], tuple[str, str]]) -> None:
+        self.credentials = credentials
+        self.requests: list[dict[str, Any]] = []
+        self.functions: dict[tuple[str, str], dict[str, Any]] = {
+            ("openfaas-fn", "figlet"): {"name": "figlet", "namespace": "openfaas-fn", "replicas": 1}
+        }
+        self.secrets: dict[tuple[str, str], str] = {}
+        self.namespaces = ["openfaas-fn", "staging", "prod", "dev-alice", "dev-bob"]
+        self.log_delay = 0.05
+        stand_in = self
+
+        self.connections: set[Any] = set()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                stand_in.connections.add(self.connection)
+
+            def finish(self) -> None:
+                stand_in.connections.discard(self.connection)
+                super().finish()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _reply(self, status: int, body: Any = None, content_type: str = "application/json") -> None:
+                raw = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                url = urlsplit(self.path)
+                query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                user, password = stand_in.credentials()
+                expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+                authed = self.headers.get("Authorization") == expected
+                try:
+                    body = json.loads(raw) if raw else {}
+                except ValueError:
+                    body = {"_raw": raw.decode("utf-8", "replace")}
+                stand_in.requests.append(
+                    {"method": self.command, "path": url.path, "query": query, "body": body, "authed": authed}
+                )
+                if not authed:
+                    self._reply(401, b"Unauthorized", "text/plain")
+                    return
+                stand_in.route(self, self.command, url.path, query, body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+        self.handler_class = Handler
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> GatewayStandIn:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """The gateway goes down: the port is closed and open keep-alive connections are cut."""
+        self.server.shutdown()
+        self.server.server_close()
+        for conn in list(self.connections):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def restart(self) -> None:
+        """The gateway comes back on the same port."""
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), self.handler_class)
+        self.start()
+
+    def route(self, h: Any, method: str, path: str, query: dict[str, str], body: dict[str, Any]) -> None:
+        ns_q = query.get("namespace") or "openfaas-fn"
+        ns_b = body.get("namespace") or "openfaas-fn"
+        if path == "/system/info":
+            return h._reply(
+                200,
+                {
+                    "provider": {"provider": "faas-netes-standin", "orchestration": "kubernetes"},
+                    "version": {"release": "0.0.0"},
+                },
+            )
+        if path == "/system/functions":
+            if method == "GET":
+                return h._reply(200, [f for (ns, _), f in self.functions.items() if ns == ns_q])
+            if method == "PUT":
+                if (ns_b, body.get("service")) not in self.functions:
+                    return h._reply(404, b"function not found", "text/plain")
+                self.functions[(ns_b, body["service"])].update(image=body.get("image"))
+                return h._reply(202)
+            if method == "POST":
+                self.functions[(ns_b, body["service"])] = {
+                    "name": body["service"],
+                    "namespace": ns_b,
+                    "replicas": 1,
+                    "image": body.get("image"),
+                }
+                return h._reply(202)
+            if method == "DELETE":
+                if self.functions.pop((ns_b, body.get("functionName")), None) is None:
+                    return h._reply(404, b"function not found", "text/plain")
+                return h._reply(202)
+        if path.startswith("/system/function/") and method == "GET":
+            fn = self.functions.get((ns_q, path.rsplit("/", 1)[1]))
+            return h._reply(200, fn) if fn else h._reply(404, b"function not found", "text/plain")
+        if path.startswith("/system/scale-function/") and method == "POST":
+            return h._reply(202)
+        if path == "/system/logs" and method == "GET":
+            h.send_response(200)
+            h.send_header("Content-Type", "application/x-ndjson")
+            h.send_header("Transfer-Encoding", "chunked")
+            h.end_headers()
+            for i in range(3):
+                line = (
+                    json.dumps(
+                        {"name": query.get("name"), "namespace": ns_q, "text": f"line {i}", "timestamp": time.time()}
+                    ).encode()
+                    + b"\n"
+                )
+                h.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
+                h.wfile.flush()
+                time.sleep(self.log_delay)
+            h.wfile.write(b"0\r\n\r\n")
+            return None
+        if path == "/system/secrets":
+            if method == "GET":
+                return h._reply(200, [{"name": n, "namespace": ns} for (ns, n) in self.secrets if ns == ns_q])
+            if method in ("POST", "PUT"):
+                self.secrets[(ns_b, body["name"])] = body.get("value", "")
+                return h._reply(201 if method == "POST" else 200)
+            if method == "DELETE":
+                self.secrets.pop((ns_b, body.get("name")), None)
+                return h._reply(200)
+        if path == "/system/namespaces" and method == "GET":
+            return h._reply(200, self.namespaces)
+        if path.startswith("/system/namespace"):
+            return h._reply(200 if method == "GET" else 202, {"name": path.rsplit("/", 1)[-1] or body.get("name")})
+        return h._reply(404, b"not found", "text/plain")
