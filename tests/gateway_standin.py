@@ -10,6 +10,7 @@ request that reached it, so tests can prove that nothing denied ever did.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.server
 import json
 import socket
@@ -92,10 +93,8 @@ class GatewayStandIn:
         self.server.shutdown()
         self.server.server_close()
         for conn in list(self.connections):
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def restart(self) -> None:
         """The gateway comes back on the same port."""
