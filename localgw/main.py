@@ -52,6 +52,9 @@ class FunctionProcess:
                 "upstream_url": f"http://127.0.0.1:{self.port}",
                 "secret_mount_path": str(mount),
                 "HOSTNAME": f"{fn.name}-local",
+                # What a provider tells a function about itself (jwt_auth checks permissions with it).
+                "function_name": fn.name,
+                "function_namespace": fn.namespace,
                 "PYTHONUNBUFFERED": "1",
                 "PYTHONDONTWRITEBYTECODE": "1",
             }

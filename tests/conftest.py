@@ -136,3 +136,19 @@ def idp() -> Iterator[object]:
         yield provider
     finally:
         provider.stop()
+
+
+def make_project(tmp: Path, extra_functions: str = "", extra_secrets: dict[str, list[str]] | None = None) -> Path:
+    """A copy of the bundle's project in tmp with more functions (and secrets) in its stack.yml."""
+    for folder in ("functions", "openfaas_iam"):
+        shutil.copytree(ROOT / folder, tmp / folder, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    for name in ("echo", "ticker"):
+        shutil.copytree(ROOT / "tests" / "fixtures" / name, tmp / "fixtures" / name, dirs_exist_ok=True)
+    text = (ROOT / "stack.yml").read_text()
+    for fn, secrets in (extra_secrets or {}).items():
+        marker = f"    handler: ./functions/{fn}\n"
+        head, _, tail = text.partition(marker)
+        tail = tail.replace("    secrets:\n", "    secrets:\n" + "".join(f"      - {s}\n" for s in secrets), 1)
+        text = head + marker + tail
+    (tmp / "stack.yml").write_text(text + extra_functions)
+    return tmp / "stack.yml"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import keys, lint
+from . import keys, lint, simulate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     lint.register(sub)
     keys.register(sub)
+    simulate.register(sub)
     return parser
 
 

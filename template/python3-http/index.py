@@ -113,8 +113,22 @@ def _stream(chunks: Iterable[bytes]) -> Iterator[bytes]:
             close()
 
 
+def _function_auth():
+    """The jwt_auth check when enabled (`jwt_auth=true`, `jwt_auth_issuer=<issuer URL>`)."""
+    if os.getenv("jwt_auth", "").lower() != "true":
+        return None
+    from jwt_auth import FunctionAuth, function_identity
+
+    issuer = os.getenv("jwt_auth_issuer", "")
+    if not issuer:
+        raise SystemExit("jwt_auth=true needs jwt_auth_issuer (the openfaas-iam issuer URL)")
+    name, namespace = function_identity()
+    return FunctionAuth(issuer, name, namespace)
+
+
 def create_app() -> Flask:
     app = Flask(__name__)
+    auth = _function_auth()
     app.config["MAX_CONTENT_LENGTH"] = int(os.getenv("max_request_bytes", str(1024 * 1024)))
 
     @app.errorhandler(HTTPException)
@@ -124,6 +138,15 @@ def create_app() -> Flask:
     @app.route("/", defaults={"path": ""}, methods=METHODS)
     @app.route("/<path:path>", methods=METHODS)
     def call_handler(path: str) -> Response:
+        if auth is not None:
+            from jwt_auth import CHALLENGE, AuthError
+
+            try:
+                auth.check(request.headers.get("Authorization"))
+            except AuthError as e:
+                if e.status == 401:
+                    return Response(f"Unauthorized: {e}\n", status=401, headers={"WWW-Authenticate": CHALLENGE})
+                return Response(f"{e}\n", status=403)
         try:
             res = handler.handle(Event(), Context())
             return format_response(res)

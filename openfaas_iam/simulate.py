@@ -1,0 +1,117 @@
+"""An offline explanation of a decision: which Roles match, which statements apply, and why.
+
+Pure: takes a configuration and claims, returns a structured explanation that the CLI
+prints as text or JSON. Mirrors exactly what iam-token and iam-authz do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .actions import canonical_action
+from .claims import lookup
+from .objects import IamConfig, Role
+from .policy import Decision, policy_index, split_resource
+from .roles import compile_role
+
+
+@dataclass
+class RoleResult:
+    name: str
+    matched: bool
+    policies: list[str]
+    why_not: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StatementResult:
+    policy: str
+    sid: str
+    effect: str
+    action_matches: bool
+    resource_matches: bool
+    condition_holds: bool
+    failing_conditions: list[str]
+
+    @property
+    def applies(self) -> bool:
+        return self.action_matches and self.resource_matches and self.condition_holds
+
+
+@dataclass
+class Simulation:
+    roles: list[RoleResult]
+    policies: list[str]
+    decision: Decision
+    statements: list[StatementResult]
+    from_token: bool
+
+    def to_json(self) -> dict[str, Any]:
+        d = self.decision
+        return {
+            "allowed": d.allowed,
+            "action": d.action,
+            "resource": d.resource,
+            "reason": d.reason,
+            "matched": d.matched.to_json() if d.matched else None,
+            "policies": self.policies,
+            "roles": [r.__dict__ for r in self.roles],
+            "statements": [{**s.__dict__, "applies": s.applies} for s in self.statements],
+        }
+
+
+def _why_role_fails(role: Role, claims: Mapping[str, Any]) -> list[str]:
+    reasons = []
+    for key, values in role.principal.items():
+        got = lookup(claims, key)
+        if not got or not any(v in values for v in got):
+            reasons.append(f"principal {key} is {list(got) if got else 'missing'}, expected one of {list(values)}")
+    if role.condition is not None:
+        for clause in role.condition.failing(claims):
+            got = lookup(claims, clause.key)
+            seen = list(got) if got else "missing"
+            reasons.append(f"condition {clause.operator} {clause.key} {list(clause.values)} does not hold (claim: {seen})")
+    return reasons
+
+
+def simulate(config: IamConfig, claims: Mapping[str, Any], action: str, resource: str) -> Simulation:
+    from_token = isinstance(claims.get("policy"), list) and "fed:iss" in claims
+    roles: list[RoleResult] = []
+    if from_token:
+        policies = [p for p in claims["policy"] if isinstance(p, str)]
+    else:
+        seen: dict[str, None] = {}
+        for role in config.roles:
+            matched = compile_role(role).test(claims)
+            roles.append(
+                RoleResult(role.name, matched, list(role.policies), [] if matched else _why_role_fails(role, claims))
+            )
+            if matched:
+                for p in role.policies:
+                    seen.setdefault(p, None)
+        policies = list(seen)
+    index = policy_index(config)
+    decision = index.decide(policies, action, resource, claims)
+    statements: list[StatementResult] = []
+    canon = canonical_action(action)
+    try:
+        ns, fn = split_resource(resource)
+    except ValueError:
+        ns, fn = None, None
+    for name in policies:
+        for cs in index.statements.get(name, []):
+            failing = cs.statement.condition.failing(claims) if cs.statement.condition else []
+            statements.append(
+                StatementResult(
+                    policy=name,
+                    sid=cs.statement.sid,
+                    effect=cs.statement.effect,
+                    action_matches=canon in cs.actions if canon else False,
+                    resource_matches=ns is not None and cs.covers(ns, fn or "", claims),
+                    condition_holds=not failing,
+                    failing_conditions=[f"{c.operator} {c.key} {list(c.values)}" for c in failing],
+                )
+            )
+    return Simulation(roles, policies, decision, statements, from_token)
