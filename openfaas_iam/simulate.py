@@ -72,7 +72,8 @@ def _why_role_fails(role: Role, claims: Mapping[str, Any]) -> list[str]:
         for clause in role.condition.failing(claims):
             got = lookup(claims, clause.key)
             seen = list(got) if got else "missing"
-            reasons.append(f"condition {clause.operator} {clause.key} {list(clause.values)} does not hold (claim: {seen})")
+            expected = f"{clause.operator} {clause.key} {list(clause.values)}"
+            reasons.append(f"condition {expected} does not hold (claim: {seen})")
     return reasons
 
 
