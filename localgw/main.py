@@ -164,7 +164,8 @@ class LocalGateway:
     ) -> None:
         self.port = port
         self.public_url = env.get("PUBLIC_GATEWAY_URL") or f"http://127.0.0.1:{port}"
-        subst_env = {**env, "PUBLIC_GATEWAY_URL": self.public_url}
+        # Locally the signing keys live in the local secret folder, not a Kubernetes Secret.
+        subst_env = {"SIGNING_KEYS_STORE": "local", **env, "PUBLIC_GATEWAY_URL": self.public_url}
         self.stack: Stack = load_stack(stack_path, subst_env)
         state_dir = state_dir.resolve()
         self.state_dir = state_dir

@@ -120,6 +120,7 @@ class TokenExchange:
         audit: AuditLog,
         leeway: float = 60.0,
         clock: Callable[[], float] = time.time,
+        own_keys: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.issuer_url = issuer_url
         self.config = config
@@ -128,7 +129,7 @@ class TokenExchange:
         self.audit = audit
         self.leeway = leeway
         self.clock = clock
-        self.own = OwnTokenVerifier(issuer_url, lambda: self.keyset().public_keys(), leeway=1.0)
+        self.own = OwnTokenVerifier(issuer_url, own_keys or (lambda: self.keyset().public_keys()), leeway=1.0)
 
     def exchange(self, req: ExchangeRequest, client: str = "") -> dict[str, Any]:
         """The token response; raises OAuthError (and audits either way)."""

@@ -181,3 +181,42 @@ def parse_keyset(text: str | bytes, source: str = "keyset") -> Keyset:
 def read_keyset_file(path: str) -> Keyset:
     with open(path, "rb") as f:
         return parse_keyset(f.read(), path)
+
+
+def rotation_due(keyset: Keyset, now: float, interval: float) -> bool:
+    """Whether the current key has signed for a full interval."""
+    current = keyset.current
+    started = current.activated_at if current.activated_at is not None else current.created_at
+    return now >= started + interval
+
+
+def rotate(keyset: Keyset, now: float, retire_after: float) -> Keyset:
+    """One rotation step: drop expired retired keys, current -> retired, next -> current, a fresh next.
+
+    `retire_after` is how long a retired key must stay published: the longest token
+    lifetime plus leeway, so every token it signed has expired before it leaves.
+    """
+    kept: list[SigningKey] = []
+    for k in keyset.keys:
+        if k.state == RETIRED and k.retired_at is not None and now >= k.retired_at + retire_after:
+            continue  # every token this key signed has expired
+        if k.state == CURRENT:
+            kept.append(replace(k, state=RETIRED, retired_at=now, _private=k._private))
+        elif k.state == NEXT:
+            kept.append(replace(k, state=CURRENT, activated_at=now, _private=k._private))
+        else:
+            kept.append(k)
+    if not any(k.state == CURRENT for k in kept):
+        kept.append(new_key(CURRENT, now))  # a keyset that never had a next key
+    kept.append(new_key(NEXT, now))
+    return keyset.replace_keys(kept)
+
+
+def prune(keyset: Keyset, now: float, retire_after: float) -> Keyset:
+    """Only drop retired keys whose tokens have all expired (no state change otherwise)."""
+    kept = [
+        k
+        for k in keyset.keys
+        if not (k.state == RETIRED and k.retired_at is not None and now >= k.retired_at + retire_after)
+    ]
+    return keyset if len(kept) == len(keyset.keys) else keyset.replace_keys(kept)

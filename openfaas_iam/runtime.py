@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
 
 from .config_source import file_config_source
 from .discovery import IssuerDiscovery
@@ -13,19 +18,60 @@ from .objects import IamConfig
 from .outbound import Fetcher
 from .settings import Settings
 from .stores.cache import LayeredCache, make_cache
-from .watched_file import WatchedFile
+from .watched_file import Unavailable, WatchedFile
 
 OWN_JWKS_KEY = "own-jwks"
 
 
 @dataclass
 class Runtime:
+    """Built once per function process; `own_*` merge the mounted keyset with what iam-rotate published."""
+
     settings: Settings
     cache: LayeredCache
     config: WatchedFile[IamConfig]
     keyset: WatchedFile[Keyset]
     jwks: JwksCache
     metrics: Metrics = field(default_factory=Metrics)
+    _own_keys: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    _own_signature: tuple[str, ...] = field(default=(), repr=False)
+
+    def own_public_jwks(self) -> dict[str, list[dict[str, Any]]]:
+        """The bundle's public keys: the mounted keyset plus what iam-rotate published to the cache.
+
+        The union matters while the kubelet has not yet updated the mounted secret after
+        a rotation: the published set already has the new keys, the file still has the old.
+        """
+        keys: dict[str, dict[str, Any]] = {}
+        published = self.cache.get(OWN_JWKS_KEY)
+        if published is not None:
+            try:
+                for k in json.loads(published).get("keys", []):
+                    if isinstance(k, dict) and isinstance(k.get("kid"), str):
+                        keys[k["kid"]] = k
+            except ValueError:
+                pass
+        try:
+            for k in self.keyset.get().public_jwks()["keys"]:
+                keys.setdefault(k["kid"], k)
+        except Unavailable:
+            if not keys:
+                raise
+        return {"keys": list(keys.values())}
+
+    def own_public_keys(self) -> Mapping[str, Any]:
+        """kid -> public key for verifying the bundle's own tokens (parsed once per change)."""
+        jwks = self.own_public_jwks()
+        signature = tuple(sorted(k["kid"] for k in jwks["keys"]))
+        if signature != self._own_signature:
+            parsed: dict[str, Any] = {}
+            for k in jwks["keys"]:
+                try:
+                    parsed[k["kid"]] = jwt.PyJWK(k, algorithm="ES256").key
+                except (jwt.PyJWKError, ValueError, KeyError):
+                    continue
+            self._own_keys, self._own_signature = parsed, signature
+        return self._own_keys
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:

@@ -13,6 +13,12 @@ from dataclasses import dataclass
 DEFAULT_SECRETS = "/var/openfaas/secrets"
 
 
+def _duration(value: str) -> float:
+    from .durations import parse_duration
+
+    return parse_duration(value)
+
+
 def _bool(value: str | None, default: bool = False) -> bool:
     if value is None or value == "":
         return default
@@ -43,6 +49,9 @@ class Settings:
     audit_webhook_url: str = ""
     audit_webhook_secret: str = "audit-webhook-secret"
     audit_stream: str = ""
+    rotation_interval: float = 24 * 3600.0
+    signing_keys_store: str = "kubernetes"  # kubernetes | local
+    kubernetes_namespace: str = ""
 
     def __post_init__(self) -> None:
         base = self.public_gateway_url.rstrip("/")
@@ -84,6 +93,9 @@ class Settings:
             audit_webhook_url=get("audit_webhook_url"),
             audit_webhook_secret=get("audit_webhook_secret", "audit-webhook-secret"),
             audit_stream=get("audit_stream"),
+            rotation_interval=_duration(get("rotation_interval", "24h")),
+            signing_keys_store=get("signing_keys_store", "kubernetes"),
+            kubernetes_namespace=get("kubernetes_namespace"),
         )
 
     def secret_path(self, key: str) -> str:

@@ -45,7 +45,7 @@ if s.audit_webhook_url:
     secret_file = WatchedFile(s.secret_path(s.audit_webhook_secret), _text, what="audit webhook secret")
     sinks.append(WebhookSink(s.audit_webhook_url, lambda: secret_file.get().encode(), verify=s.ca_bundle or True))
 audit = AuditLog(sinks=sinks, verbs=s.audit_verbs)
-verifier = OwnTokenVerifier(s.issuer_url, lambda: rt.keyset.get().public_keys(), leeway=1.0)
+verifier = OwnTokenVerifier(s.issuer_url, rt.own_public_keys, leeway=1.0)
 authorizer = Authorizer(config=rt.config.get, verifier=verifier, admin_credentials=admin_credentials)
 gateway = GatewayClient(s.gateway_url, admin_credentials, read_timeout=s.proxy_read_timeout, verify=s.ca_bundle or True)
 router = Router()

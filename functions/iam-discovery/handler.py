@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 from openfaas_iam.errors import DiscoveryError
 from openfaas_iam.own_discovery import discovery_document
 from openfaas_iam.responses import error, json_response
 from openfaas_iam.routing import Router
-from openfaas_iam.runtime import OWN_JWKS_KEY, Runtime
+from openfaas_iam.runtime import Runtime
 from openfaas_iam.settings import Settings
 from openfaas_iam.watched_file import Unavailable
 
@@ -25,14 +24,10 @@ def openid_configuration(event):
 @router.route("/.well-known/jwks.json", "GET")
 def jwks(event):
     # iam-rotate publishes to Redis at once; the mounted secret catches up after the kubelet sync.
-    published = rt.cache.get(OWN_JWKS_KEY)
-    if published is not None:
-        body = json.loads(published)
-    else:
-        try:
-            body = rt.keyset.get().public_jwks()
-        except Unavailable as e:
-            return error(503, "keys_unavailable", str(e))
+    try:
+        body = rt.own_public_jwks()
+    except Unavailable as e:
+        return error(503, "keys_unavailable", str(e))
     return json_response(200, body, {"Cache-Control": "public, max-age=60"})
 
 

@@ -1,15 +1,79 @@
-"""iam-rotate: health only for now; later issues fill in the rest."""
+"""iam-rotate: scheduled signing-key rotation (cron-connector calls POST /), status for operators."""
 
 from __future__ import annotations
 
 import os
 
-from openfaas_iam.responses import json_response
+from openfaas_iam.errors import StoreError
+from openfaas_iam.responses import error, json_response
+from openfaas_iam.rotation import Rotator, publisher
 from openfaas_iam.routing import Router
+from openfaas_iam.runtime import OWN_JWKS_KEY, Runtime
 from openfaas_iam.settings import Settings
+from openfaas_iam.stores.kubernetes import SA_DIR, KubernetesClient
+from openfaas_iam.stores.secrets import KeysetStore, KubernetesSecretStore, LocalFolderStore
+from openfaas_iam.watched_file import Unavailable
 
-settings = Settings.from_env(os.environ)
+rt = Runtime.build(Settings.from_env(os.environ))
+s = rt.settings
+
+
+def make_store() -> KeysetStore:
+    if s.signing_keys_store == "local":
+        # make run: the mounted file is a symlink into the local secret folder; write the real file.
+        return LocalFolderStore(s.secret_path(s.signing_keys_secret))
+    namespace = s.kubernetes_namespace
+    if not namespace:
+        try:
+            with open(f"{SA_DIR}/namespace") as f:
+                namespace = f.read().strip()
+        except OSError:
+            namespace = "openfaas-fn"
+    return KubernetesSecretStore(KubernetesClient(), namespace, s.signing_keys_secret, s.signing_keys_secret)
+
+
+def retire_after() -> float:
+    """Every token a retired key signed has expired after the longest tokenExpiry plus leeway."""
+    try:
+        return rt.config.get().max_token_expiry + s.leeway_seconds
+    except Unavailable:
+        return 24 * 3600.0  # unknown lifetimes: keep retired keys for a day rather than too short
+
+
+_rotator: Rotator | None = None
+
+
+def rotator() -> Rotator:
+    global _rotator
+    if _rotator is None:
+        ttl = max(s.rotation_interval * 3, 7 * 24 * 3600)
+        _rotator = Rotator(
+            make_store(),
+            interval=s.rotation_interval,
+            retire_after=retire_after,
+            publish=publisher(rt.cache, OWN_JWKS_KEY, ttl),
+        )
+    return _rotator
+
+
 router = Router()
+
+
+@router.route("/", "POST")
+def run(event):
+    force = event.query.get("force", "").lower() in ("1", "true", "yes")
+    try:
+        return json_response(200, rotator().run(force=force).to_json())
+    except StoreError as e:
+        return error(503, "rotation_failed", f"{e}; the keyset is unchanged")
+
+
+@router.route("/status", "GET")
+def status(event):
+    try:
+        return json_response(200, rotator().status())
+    except StoreError as e:
+        return error(503, "store_unavailable", str(e))
 
 
 @router.route("/healthz", "GET")

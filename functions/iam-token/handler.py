@@ -21,6 +21,7 @@ exchange = TokenExchange(
     jwks=rt.jwks,
     audit=AuditLog(),
     leeway=rt.settings.leeway_seconds,
+    own_keys=rt.own_public_keys,
 )
 router = Router()
 
