@@ -1,14 +1,33 @@
-"""Where a function gets its IAM configuration: the mounted file (or, later, the API)."""
+"""Where a function gets its IAM configuration: the mounted file, or the Kubernetes API.
+
+Both keep the last good configuration when a new one is invalid, and both re-read
+without a restart: the file when it changes, the API every `poll_interval`.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
 
-from .loading import load_paths
+from .errors import ConfigError, StoreError
+from .loading import load_mapping_documents, load_paths
 from .objects import IamConfig
-from .watched_file import WatchedFile
+from .stores.kubernetes import KubernetesClient
+from .watched_file import Unavailable, WatchedFile
 
 log = logging.getLogger("openfaas_iam.config")
+GROUP_VERSION = "iam.openfaas.com/v1"
+PLURALS = ("jwtissuers", "policies", "roles")
+
+
+class ConfigSource(Protocol):
+    generation: int
+    last_error: str | None
+
+    def get(self) -> IamConfig: ...
 
 
 def _load(path: str) -> IamConfig:
@@ -26,3 +45,76 @@ def _load(path: str) -> IamConfig:
 def file_config_source(path: str, check_interval: float = 1.0) -> WatchedFile[IamConfig]:
     """IAM objects from a mounted YAML/JSON file, re-read when it changes."""
     return WatchedFile(path, _load, what="IAM configuration", check_interval=check_interval)
+
+
+class KubernetesConfigSource:
+    """JwtIssuer, Policy and Role custom resources listed from the API (read RBAC in deploy/)."""
+
+    def __init__(
+        self,
+        client: KubernetesClient,
+        namespace: str,
+        *,
+        poll_interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.poll_interval = poll_interval
+        self.clock = clock
+        self._config: IamConfig | None = None
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self._versions: tuple[str, ...] = ()
+        self.generation = 0
+        self.last_error: str | None = None
+
+    def get(self) -> IamConfig:
+        now = self.clock()
+        if now >= self._next:
+            with self._lock:
+                if now >= self._next:
+                    self._next = now + self.poll_interval
+                    self._poll()
+        if self._config is None:
+            raise Unavailable(self.last_error or "no IAM configuration loaded from the Kubernetes API yet")
+        return self._config
+
+    def _poll(self) -> None:
+        items = []
+        versions = []
+        try:
+            for plural in PLURALS:
+                doc = self.client.request(
+                    "GET", f"/apis/{GROUP_VERSION}/namespaces/{self.namespace}/{plural}", what=f"listing {plural}"
+                )
+                versions.append(str(doc.get("metadata", {}).get("resourceVersion", "")))
+                items.extend(doc.get("items") or [])
+        except StoreError as e:
+            self.last_error = str(e)
+            log.error(
+                "IAM configuration from the Kubernetes API unavailable (%s): %s",
+                "keeping the last good" if self._config else "none loaded",
+                e,
+            )
+            return
+        if tuple(versions) == self._versions and self._config is not None:
+            return
+        try:
+            config = load_mapping_documents(items, f"Kubernetes API namespace {self.namespace}")
+        except ConfigError as e:
+            self.last_error = str(e)
+            log.error(
+                "IAM objects in namespace %s are invalid (keeping the last good configuration):\n%s", self.namespace, e
+            )
+            return
+        self._versions = tuple(versions)
+        self._config = config
+        self.generation += 1
+        self.last_error = None
+        log.info(
+            "loaded IAM configuration from the Kubernetes API: %d issuers, %d policies, %d roles",
+            len(config.issuers),
+            len(config.policies),
+            len(config.roles),
+        )

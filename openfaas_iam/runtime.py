@@ -9,12 +9,11 @@ from typing import Any
 
 import jwt
 
-from .config_source import file_config_source
+from .config_source import ConfigSource, KubernetesConfigSource, file_config_source
 from .discovery import IssuerDiscovery
 from .jwks_cache import CachePolicy, JwksCache
 from .keyset import Keyset, read_keyset_file
 from .metrics import Metrics
-from .objects import IamConfig
 from .outbound import Fetcher
 from .settings import Settings
 from .stores.cache import LayeredCache, make_cache
@@ -23,13 +22,22 @@ from .watched_file import Unavailable, WatchedFile
 OWN_JWKS_KEY = "own-jwks"
 
 
+def config_source(settings: Settings) -> ConfigSource:
+    """`iam_config: kubernetes` reads the custom resources; anything else is a mounted file."""
+    if settings.iam_config == "kubernetes":
+        from .stores.kubernetes import KubernetesClient
+
+        return KubernetesConfigSource(KubernetesClient(), settings.iam_namespace)
+    return file_config_source(settings.iam_config_path)
+
+
 @dataclass
 class Runtime:
     """Built once per function process; `own_*` merge the mounted keyset with what iam-rotate published."""
 
     settings: Settings
     cache: LayeredCache
-    config: WatchedFile[IamConfig]
+    config: ConfigSource
     keyset: WatchedFile[Keyset]
     jwks: JwksCache
     metrics: Metrics = field(default_factory=Metrics)
@@ -89,7 +97,7 @@ class Runtime:
         return cls(
             settings=settings,
             cache=cache,
-            config=file_config_source(settings.iam_config_path),
+            config=config_source(settings),
             keyset=WatchedFile(
                 settings.secret_path(settings.signing_keys_secret), read_keyset_file, what="signing keyset"
             ),

@@ -52,6 +52,7 @@ class Settings:
     rotation_interval: float = 24 * 3600.0
     signing_keys_store: str = "kubernetes"  # kubernetes | local
     kubernetes_namespace: str = ""
+    iam_namespace: str = "openfaas"
 
     def __post_init__(self) -> None:
         base = self.public_gateway_url.rstrip("/")
@@ -96,6 +97,7 @@ class Settings:
             rotation_interval=_duration(get("rotation_interval", "24h")),
             signing_keys_store=get("signing_keys_store", "kubernetes"),
             kubernetes_namespace=get("kubernetes_namespace"),
+            iam_namespace=get("iam_namespace", "openfaas"),
         )
 
     def secret_path(self, key: str) -> str:

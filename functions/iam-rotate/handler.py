@@ -32,10 +32,18 @@ def make_store() -> KeysetStore:
     return KubernetesSecretStore(KubernetesClient(), namespace, s.signing_keys_secret, s.signing_keys_secret)
 
 
+# How long a signer may still see the old keyset after a rotation (kubelet sync of mounted secrets).
+MOUNT_SYNC_ALLOWANCE = float(os.environ.get("mount_sync_allowance", "120"))
+
+
 def retire_after() -> float:
-    """Every token a retired key signed has expired after the longest tokenExpiry plus leeway."""
+    """Every token a retired key signed has expired after this long.
+
+    A signer with a stale mount keeps signing with the old key for up to the mount sync
+    delay after it was retired, and those tokens live the longest tokenExpiry (plus leeway).
+    """
     try:
-        return rt.config.get().max_token_expiry + s.leeway_seconds
+        return rt.config.get().max_token_expiry + s.leeway_seconds + MOUNT_SYNC_ALLOWANCE
     except Unavailable:
         return 24 * 3600.0  # unknown lifetimes: keep retired keys for a day rather than too short
 

@@ -1,0 +1,30 @@
+"""The manifests users apply: valid YAML, least privilege."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_rbac_is_least_privilege() -> None:
+    role, binding = list(yaml.safe_load_all((ROOT / "deploy" / "rbac.yaml").read_text()))
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["iam-signing-keys"],
+            "verbs": ["get", "update", "patch"],
+        }
+    ]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "default", "namespace": "openfaas-fn"}]
+    reader = next(yaml.safe_load_all((ROOT / "deploy" / "rbac-iam-objects.yaml").read_text()))
+    assert reader["rules"][0]["verbs"] == ["get", "list"]
+
+
+def test_crds_cover_the_three_kinds() -> None:
+    crds = list(yaml.safe_load_all((ROOT / "deploy" / "crds.yaml").read_text()))
+    assert sorted(c["spec"]["names"]["kind"] for c in crds) == ["JwtIssuer", "Policy", "Role"]
+    assert all(c["spec"]["group"] == "iam.openfaas.com" and c["spec"]["versions"][0]["name"] == "v1" for c in crds)
