@@ -11,7 +11,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
 import requests
@@ -89,8 +89,15 @@ DEFAULT_CLIENTS: list[dict[str, Any]] = [
 
 
 class OidcProvider:
-    def __init__(self, port: int, keys: list[dict[str, str]] | None = None, tls: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        keys: list[dict[str, str]] | None = None,
+        tls: dict[str, str] | None = None,
+        redirect_uris: list[str] | None = None,
+    ) -> None:
         self.port = port
+        self.redirect_uris = redirect_uris or []
         self.keys = keys or [private_jwk("RS256"), private_jwk("ES256")]
         self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
@@ -108,7 +115,10 @@ class OidcProvider:
         cfg = {
             "port": self.port,
             "keys": self.keys,
-            "clients": DEFAULT_CLIENTS,
+            "clients": [
+                {**c, "redirect_uris": c["redirect_uris"] + self.redirect_uris} if c["client_id"] == "openfaas" else c
+                for c in DEFAULT_CLIENTS
+            ],
             "tls": {"cert": self.tls["cert"], "key": self.tls["key"]} if self.tls else None,
             "accounts": accounts or {},
         }
@@ -177,7 +187,6 @@ def scripted_login(
 ) -> dict[str, Any]:
     """Walk the provider's real login and consent pages as a browser would; return the token response."""
     import hashlib
-    import re
     import secrets
 
     verifier = secrets.token_urlsafe(48)
@@ -185,34 +194,20 @@ def scripted_login(
     state, nonce = secrets.token_urlsafe(8), secrets.token_urlsafe(8)
     s = requests.Session()
     s.verify = provider.verify
-    r = s.get(
-        f"{provider.issuer}/auth",
-        params={
-            "client_id": client_id,
-            "response_type": "code",
-            "scope": scope,
-            "redirect_uri": redirect_uri,
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-            "state": state,
-            "nonce": nonce,
-        },
-        allow_redirects=False,
-        timeout=10,
+    params = {
+        "client_id": client_id,
+        "response_type": "code",
+        "scope": scope,
+        "redirect_uri": redirect_uri,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "state": state,
+        "nonce": nonce,
+    }
+    location = drive_login(
+        f"{provider.issuer}/auth?{urlencode(params)}", login=login, redirect_uri=redirect_uri, session=s
     )
-    for _ in range(10):
-        location = r.headers.get("Location", "")
-        if location.startswith(redirect_uri):
-            break
-        if r.is_redirect:
-            r = s.get(requests.compat.urljoin(r.url, location), allow_redirects=False, timeout=10)
-            continue
-        action = re.search(r'action="([^"]+)"', r.text)
-        assert action, r.text[:500]
-        prompt = re.search(r'name="prompt" value="([^"]+)"', r.text).group(1)
-        data = {"prompt": prompt, "login": login, "password": "any"} if prompt == "login" else {"prompt": prompt}
-        r = s.post(requests.compat.urljoin(r.url, action.group(1)), data=data, allow_redirects=False, timeout=10)
-    query = {k: v[0] for k, v in parse_qs(urlsplit(r.headers["Location"]).query).items()}
+    query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
     assert query["state"] == state
     tokens = s.post(
         f"{provider.issuer}/token",
@@ -227,6 +222,30 @@ def scripted_login(
     )
     tokens.raise_for_status()
     return {**tokens.json(), "nonce": nonce}
+
+
+def drive_login(url: str, *, login: str, redirect_uri: str, session: requests.Session | None = None) -> str:
+    """Walk the provider's real login and consent pages from an authorization URL, as a person would.
+
+    Returns the URL the provider finally redirects to (the client's callback, with the code).
+    """
+    import re
+
+    s = session or requests.Session()
+    r = s.get(url, allow_redirects=False, timeout=10)
+    for _ in range(12):
+        location = r.headers.get("Location", "")
+        if location.startswith(redirect_uri):
+            return location
+        if r.is_redirect:
+            r = s.get(requests.compat.urljoin(r.url, location), allow_redirects=False, timeout=10)
+            continue
+        action = re.search(r'action="([^"]+)"', r.text)
+        assert action, r.text[:500]
+        prompt = re.search(r'name="prompt" value="([^"]+)"', r.text).group(1)
+        data = {"prompt": prompt, "login": login, "password": "any"} if prompt == "login" else {"prompt": prompt}
+        r = s.post(requests.compat.urljoin(r.url, action.group(1)), data=data, allow_redirects=False, timeout=10)
+    raise AssertionError("the provider never redirected back to the client")
 
 
 def client_credentials(

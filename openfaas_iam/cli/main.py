@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import keys, lint, simulate
+from . import auth, keys, lint, simulate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     lint.register(sub)
     keys.register(sub)
     simulate.register(sub)
+    auth.register(sub)
     return parser
 
 

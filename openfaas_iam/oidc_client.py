@@ -1,0 +1,356 @@
+"""The client side of sign-in: get an IdP token (code + PKCE, client credentials, CI) and exchange it.
+
+Used by `openfaas-iam auth` (and the browser sign-in page). Every failure is an
+AuthFlowError whose message a person can act on: the IdP's own `error_description`,
+the exchange's, an unreachable host, a callback that never came.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.server
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import jwt
+import requests
+
+from .exchange import GRANT_TYPE, TT
+
+
+class AuthFlowError(Exception):
+    """Sign-in failed; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ProviderMetadata:
+    issuer: str
+    authorization_endpoint: str | None
+    token_endpoint: str
+    jwks_uri: str | None
+
+
+def _session(verify: str | bool = True) -> requests.Session:
+    s = requests.Session()
+    s.verify = verify
+    return s
+
+
+def _get_json(session: requests.Session, url: str, what: str, timeout: float = 10.0) -> dict[str, Any]:
+    try:
+        resp = session.get(url, timeout=timeout)
+    except requests.RequestException as e:
+        raise AuthFlowError(f"cannot reach {what} at {url} ({type(e).__name__})") from None
+    if resp.status_code != 200:
+        raise AuthFlowError(f"{what} at {url} answered HTTP {resp.status_code}")
+    try:
+        doc = resp.json()
+    except ValueError:
+        raise AuthFlowError(f"{what} at {url} did not return JSON") from None
+    if not isinstance(doc, dict):
+        raise AuthFlowError(f"{what} at {url} did not return a JSON object")
+    return doc
+
+
+def discover(issuer: str, session: requests.Session) -> ProviderMetadata:
+    url = issuer.rstrip("/") + "/.well-known/openid-configuration"
+    doc = _get_json(session, url, "the discovery document")
+    if doc.get("issuer") != issuer.rstrip("/") and doc.get("issuer") != issuer:
+        raise AuthFlowError(f"the discovery document at {url} names issuer {doc.get('issuer')!r}, not {issuer!r}")
+    if not doc.get("token_endpoint"):
+        raise AuthFlowError(f"the discovery document at {url} has no token_endpoint")
+    return ProviderMetadata(
+        doc["issuer"], doc.get("authorization_endpoint"), doc["token_endpoint"], doc.get("jwks_uri")
+    )
+
+
+def _token_error(resp: requests.Response, what: str) -> AuthFlowError:
+    try:
+        body = resp.json()
+        if isinstance(body, dict) and body.get("error"):
+            desc = body.get("error_description")
+            return AuthFlowError(f"{what} refused: {body['error']}" + (f": {desc}" if desc else ""))
+    except ValueError:
+        pass
+    return AuthFlowError(f"{what} refused: HTTP {resp.status_code}")
+
+
+def _post_token(
+    session: requests.Session, url: str, data: dict[str, Any], auth: tuple[str, str] | None, what: str
+) -> dict[str, Any]:
+    try:
+        resp = session.post(url, data=data, auth=auth, timeout=15)
+    except requests.RequestException as e:
+        raise AuthFlowError(f"cannot reach {what} at {url} ({type(e).__name__})") from None
+    if resp.status_code != 200:
+        raise _token_error(resp, what)
+    try:
+        return resp.json()
+    except ValueError:
+        raise AuthFlowError(f"{what} at {url} did not return JSON") from None
+
+
+def _client_auth(client_id: str, client_secret: str | None) -> tuple[str, str] | None:
+    # RFC 6749 §2.3.1: form-urlencode id and secret inside Basic auth.
+    from urllib.parse import quote
+
+    return (quote(client_id, safe=""), quote(client_secret, safe="")) if client_secret else None
+
+
+# -- authorization code with PKCE --------------------------------------------------------------
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+class CallbackServer:
+    """A one-shot loopback server for `/oauth/callback` (RFC 8252 §7.3)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.result: dict[str, str] | None = None
+        self._done = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                url = urlsplit(self.path)
+                if url.path != "/oauth/callback":
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                outer.result = {k: v[0] for k, v in parse_qs(url.query).items()}
+                ok = "code" in outer.result
+                body = (
+                    b"<!doctype html><title>openfaas-iam</title><p>Signed in. You can close this window.</p>"
+                    if ok
+                    else b"<!doctype html><title>openfaas-iam</title><p>Sign-in failed; see the terminal.</p>"
+                )
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                outer._done.set()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        try:
+            self.server = http.server.HTTPServer((host, port), Handler)
+        except OSError as e:
+            raise AuthFlowError(f"cannot listen on {host}:{port} for the callback ({e.strerror}); use --port") from None
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float) -> dict[str, str]:
+        try:
+            if not self._done.wait(timeout):
+                raise AuthFlowError(
+                    f"no sign-in callback within {timeout:g}s; run the command again and finish signing in"
+                )
+            assert self.result is not None
+            return self.result
+        finally:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+def authorization_url(
+    meta: ProviderMetadata,
+    client_id: str,
+    redirect_uri: str,
+    scope: str,
+    challenge: str,
+    state: str,
+    nonce: str,
+    audience: str | None,
+) -> str:
+    if not meta.authorization_endpoint:
+        raise AuthFlowError(
+            f"the IdP {meta.issuer} has no authorization_endpoint; use --grant client_credentials or --token"
+        )
+    params = {
+        "client_id": client_id,
+        "response_type": "code",
+        "scope": scope,
+        "redirect_uri": redirect_uri,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "state": state,
+        "nonce": nonce,
+    }
+    if audience:
+        params["audience"] = audience
+    sep = "&" if "?" in meta.authorization_endpoint else "?"
+    return meta.authorization_endpoint + sep + urlencode(params)
+
+
+def verify_id_token(
+    id_token: str, meta: ProviderMetadata, client_id: str, nonce: str, session: requests.Session
+) -> dict[str, Any]:
+    """Signature from the IdP's own JWKS, `iss`, `aud` = our client, `nonce` = ours (OIDC Core §3.1.3.7)."""
+    if not meta.jwks_uri:
+        raise AuthFlowError("the IdP publishes no jwks_uri; cannot verify the id_token")
+    try:
+        header = jwt.get_unverified_header(id_token)
+    except jwt.PyJWTError:
+        raise AuthFlowError("the IdP returned an id_token that is not a JWT") from None
+    alg = header.get("alg")
+    if alg not in ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"):
+        raise AuthFlowError(f"the id_token uses algorithm {alg!r}, which is not accepted")
+    keys = _get_json(session, meta.jwks_uri, "the IdP's JWKS").get("keys", [])
+    key = next((k for k in keys if k.get("kid") == header.get("kid")), None)
+    if key is None:
+        raise AuthFlowError(f"the id_token's key {header.get('kid')!r} is not in the IdP's JWKS")
+    try:
+        claims = jwt.decode(
+            id_token,
+            jwt.PyJWK(key, algorithm=alg).key,
+            algorithms=[alg],
+            audience=client_id,
+            issuer=meta.issuer,
+            leeway=60,
+        )
+    except jwt.PyJWTError as e:
+        raise AuthFlowError(f"the id_token is invalid: {e}") from None
+    if not secrets.compare_digest(str(claims.get("nonce", "")), nonce):
+        raise AuthFlowError("the id_token's nonce does not match this sign-in (a replayed token?)")
+    return claims
+
+
+def code_flow(
+    *,
+    meta: ProviderMetadata,
+    client_id: str,
+    client_secret: str | None,
+    redirect_host: str,
+    port: int,
+    scope: str,
+    audience: str | None,
+    timeout: float,
+    open_browser: bool,
+    say: Any,
+    session: requests.Session,
+) -> str:
+    """Run the browser sign-in; return the verified id_token."""
+    verifier, challenge = pkce_pair()
+    state, nonce = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    host = urlsplit(redirect_host).hostname or "127.0.0.1"
+    redirect_uri = f"{redirect_host.rstrip('/')}:{port}/oauth/callback"
+    server = CallbackServer(host, port)
+    url = authorization_url(meta, client_id, redirect_uri, scope, challenge, state, nonce, audience)
+    opened = False
+    if open_browser:
+        import webbrowser
+
+        try:
+            opened = webbrowser.open(url)
+        except webbrowser.Error:
+            opened = False
+    say(("Opened your browser to sign in. If it did not open, visit:\n" if opened else "Sign in by visiting:\n") + url)
+    result = server.wait(timeout)
+    if "error" in result:
+        desc = result.get("error_description")
+        raise AuthFlowError(f"the IdP refused the sign-in: {result['error']}" + (f": {desc}" if desc else ""))
+    if not secrets.compare_digest(result.get("state", ""), state):
+        raise AuthFlowError("the callback's state does not match this sign-in; start again")
+    tokens = _post_token(
+        session,
+        meta.token_endpoint,
+        {
+            "grant_type": "authorization_code",
+            "code": result.get("code", ""),
+            "redirect_uri": redirect_uri,
+            "code_verifier": verifier,
+            **({} if client_secret else {"client_id": client_id}),
+        },
+        _client_auth(client_id, client_secret),
+        "the IdP's token endpoint",
+    )
+    id_token = tokens.get("id_token")
+    if not isinstance(id_token, str):
+        raise AuthFlowError("the IdP returned no id_token; is the 'openid' scope allowed for this client?")
+    verify_id_token(id_token, meta, client_id, nonce, session)
+    return id_token
+
+
+def client_credentials(
+    *,
+    meta: ProviderMetadata,
+    client_id: str,
+    client_secret: str,
+    scope: str | None,
+    audience: str | None,
+    session: requests.Session,
+) -> str:
+    data: dict[str, Any] = {"grant_type": "client_credentials"}
+    if scope:
+        data["scope"] = scope
+    if audience:
+        data["audience"] = audience  # Auth0, Okta
+        data["resource"] = audience  # RFC 8707
+    tokens = _post_token(
+        session, meta.token_endpoint, data, _client_auth(client_id, client_secret), "the IdP's token endpoint"
+    )
+    token = tokens.get("access_token")
+    if not isinstance(token, str) or token.count(".") != 2:
+        raise AuthFlowError("the IdP returned an opaque access token; configure it to issue JWT access tokens")
+    return token
+
+
+def github_actions_token(env: dict[str, str], audience: str | None, session: requests.Session) -> str | None:
+    """The job's OIDC token on GitHub Actions (needs `permissions: id-token: write`)."""
+    url, bearer = env.get("ACTIONS_ID_TOKEN_REQUEST_URL"), env.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+    if not url:
+        return None
+    if not bearer:
+        raise AuthFlowError("ACTIONS_ID_TOKEN_REQUEST_TOKEN is not set; add `permissions: id-token: write` to the job")
+    if audience:
+        url += ("&" if "?" in url else "?") + urlencode({"audience": audience})
+    try:
+        resp = session.get(url, headers={"Authorization": f"Bearer {bearer}"}, timeout=15)
+    except requests.RequestException as e:
+        raise AuthFlowError(f"cannot reach GitHub's token service ({type(e).__name__})") from None
+    if resp.status_code != 200:
+        raise AuthFlowError(f"GitHub's token service answered HTTP {resp.status_code}")
+    value = resp.json().get("value")
+    if not isinstance(value, str):
+        raise AuthFlowError("GitHub's token service returned no token")
+    return value
+
+
+def exchange(
+    token_endpoint: str,
+    subject_token: str,
+    subject_token_type: str,
+    session: requests.Session,
+    scope: str | None = None,
+) -> dict[str, Any]:
+    data = {"grant_type": GRANT_TYPE, "subject_token": subject_token, "subject_token_type": TT + subject_token_type}
+    if scope:
+        data["scope"] = scope
+    return _post_token(session, token_endpoint, data, None, "the token exchange")
+
+
+def decode_unverified(token: str) -> dict[str, Any]:
+    """`{"header", "payload"}` for printing (the signature is not checked: inspection only)."""
+    try:
+        return {
+            "header": jwt.get_unverified_header(token),
+            "payload": jwt.decode(token, options={"verify_signature": False}),
+        }
+    except jwt.PyJWTError as e:
+        raise AuthFlowError(f"not a JWT: {e}") from None
+
+
+def expires_in(token: str) -> int:
+    exp = decode_unverified(token)["payload"].get("exp")
+    return int(exp - time.time()) if isinstance(exp, (int, float)) else 0
