@@ -8,7 +8,7 @@ IDP := tests/idp/node_modules/.package-lock.json
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run test unit e2e lint format fuzz soak bench clean
+.PHONY: help run test unit lint format fuzz soak bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -46,6 +46,13 @@ lint: $(STAMP) ## ruff (check and format) and the example IAM documents
 format: $(STAMP) ## format the code
 	@$(BIN)/ruff format .
 	@$(BIN)/ruff check --fix .
+
+bench: $(STAMP) ## speed vs floor and peers, side by side; writes docs/performance.md (a few minutes)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq wrk >/dev/null 2>&1)); } || \
+	  echo "(wrk not available: using the built-in Python load client)"
+	@$(BIN)/python scripts/bench.py
 
 clean: ## remove the build contexts and local state (keeps .venv)
 	rm -rf build .local .pytest_cache

@@ -23,6 +23,8 @@ from typing import Any, Protocol, TextIO
 
 import requests
 
+from .jws import dumps
+
 log = logging.getLogger("openfaas_iam.audit")
 
 
@@ -202,7 +204,7 @@ class AuditLog:
         self.verbs = verbs if verbs is not None else frozenset({"PUT", "POST", "DELETE"})
 
     def emit(self, event: dict[str, Any]) -> None:
-        line = json.dumps(event, separators=(",", ":"))
+        line = dumps(event).decode()
         stream = self.stream or sys.stdout
         stream.write(line + "\n")
         stream.flush()

@@ -19,6 +19,7 @@ import jwt
 from jwt.exceptions import InvalidKeyError, PyJWKError
 
 from .errors import DiscoveryError
+from .jws import key_fits
 from .objects import JwtIssuer
 from .outbound import Fetcher
 
@@ -108,6 +109,8 @@ def parse_jwk(raw: Any) -> ParsedKey | None:
     try:
         key = jwt.PyJWK(raw, algorithm=next(iter(sorted(algorithms)))).key
     except (PyJWKError, InvalidKeyError, ValueError, TypeError, KeyError):
+        return None
+    if not all(key_fits(a, key) for a in algorithms):
         return None
     return ParsedKey(kid, algorithms, key)
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from .audit import AuditLog
 from .errors import InvalidRequest, InvalidScope, InvalidTarget, OAuthError, TokenError, UnsupportedGrantType
@@ -22,7 +22,7 @@ from .mint import api_token_claims, function_token_claims, sign
 from .objects import IamConfig
 from .policy import policy_index, resource_matches, split_resource
 from .roles import role_matcher
-from .verify import OwnTokenVerifier, verify_subject_token
+from .verify import OwnTokenVerifier, parse_token, verify_subject_token
 
 log = logging.getLogger("openfaas_iam.exchange")
 
@@ -47,6 +47,33 @@ KNOWN = frozenset(
 )
 
 
+MAX_FIELDS = 64
+
+
+def parse_form(body: bytes) -> list[tuple[str, str]]:
+    """application/x-www-form-urlencoded, strictly: UTF-8, `name=value` pairs, at most 64 of them.
+
+    Values without '%' or '+' (every JWT) are taken as they are; others are percent-decoded.
+    """
+    text = body.decode("utf-8")
+    if not text:
+        return []
+    fields = text.split("&")
+    if len(fields) > MAX_FIELDS:
+        raise ValueError("too many fields")
+    pairs = []
+    for field in fields:
+        name, sep, value = field.partition("=")
+        if not sep or not name:
+            raise ValueError("a field without '='")
+        if "%" in name or "+" in name:
+            name = unquote_plus(name, errors="strict")
+        if "%" in value or "+" in value:
+            value = unquote_plus(value, errors="strict")
+        pairs.append((name, value))
+    return pairs
+
+
 @dataclass(frozen=True)
 class ExchangeRequest:
     subject_token: str
@@ -61,8 +88,7 @@ def parse_request(body: bytes, content_type: str | None) -> ExchangeRequest:
     if mime != "application/x-www-form-urlencoded":
         raise InvalidRequest("the token request must be application/x-www-form-urlencoded (RFC 6749 §4.1.3)")
     try:
-        text = body.decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=64, errors="strict")
+        pairs = parse_form(body)
     except (UnicodeDecodeError, ValueError):
         raise InvalidRequest("the request body is not valid form-encoded UTF-8") from None
     params: dict[str, list[str]] = {}
@@ -136,7 +162,11 @@ class TokenExchange:
         subject: Mapping[str, Any] = {}
         try:
             config = self.config()
-            if self._is_own(req.subject_token):
+            try:
+                parsed = parse_token(req.subject_token)
+            except TokenError as e:
+                raise InvalidRequest(f"invalid subject token: {e}") from None
+            if parsed.payload.get("iss") == self.issuer_url:
                 subject = self._verify_own(req.subject_token)
                 if req.scope != "function":
                     raise InvalidRequest(
@@ -144,7 +174,7 @@ class TokenExchange:
                     )
                 return self._function_token(config, subject, subject.get("policy") or [], req, client, own=True)
             try:
-                verified = verify_subject_token(req.subject_token, config, self.jwks, self.leeway)
+                verified = verify_subject_token(req.subject_token, config, self.jwks, self.leeway, parsed=parsed)
             except TokenError as e:
                 raise InvalidRequest(f"invalid subject token: {e}") from None
             subject = verified.claims
@@ -189,15 +219,6 @@ class TokenExchange:
                 client=client,
             )
             raise
-
-    def _is_own(self, token: str) -> bool:
-        from .verify import split_token
-
-        try:
-            _, payload = split_token(token)
-        except TokenError:
-            return False
-        return payload.get("iss") == self.issuer_url
 
     def _verify_own(self, token: str) -> dict[str, Any]:
         try:

@@ -21,7 +21,7 @@ class Metrics:
         self._values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
+        key = (name, tuple(sorted(labels.items())) if len(labels) > 1 else tuple(labels.items()))
         with self._lock:
             self._values[key] += amount
 

@@ -14,8 +14,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-import jwt
-
+from .jws import sign_es256
 from .keyset import SigningKey
 
 # Claims the bundle sets itself; the subject's values are never copied over them.
@@ -23,7 +22,7 @@ _REISSUED = frozenset({"iss", "aud", "sub", "iat", "exp", "nbf", "jti", "policy"
 
 
 def sign(claims: Mapping[str, Any], key: SigningKey) -> str:
-    return jwt.encode(dict(claims), key.private_key, algorithm="ES256", headers={"kid": key.kid, "typ": "JWT"})
+    return sign_es256({"alg": "ES256", "kid": key.kid, "typ": "JWT"}, dict(claims), key.private_key)
 
 
 def api_token_claims(

@@ -20,6 +20,7 @@ import os
 import socket
 import sys
 from collections.abc import Iterable, Iterator, Mapping
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -52,27 +53,52 @@ class Query(dict):
 
 
 class Event:
+    """The request as the handler sees it; parts a handler may not need are computed on first use."""
+
     def __init__(self) -> None:
-        self.body: bytes = request.get_data()
-        self.headers: Mapping[str, str] = request.headers
-        self.method: str = request.method
-        self.query = Query(request.args.items(multi=True))
-        self.path: str = request.path
+        req = self._request = request._get_current_object()  # one context look-up, not one per field
+        self.body: bytes = req.get_data()
+        self.headers: Mapping[str, str] = req.headers
+        self.method: str = req.method
+        self.path: str = req.path
+
+    @cached_property
+    def query(self) -> Query:
+        return Query(self._request.args.items(multi=True))
+
+    @cached_property
+    def remote_addr(self) -> str:
         # The gateway appends the caller it saw to X-Forwarded-For; earlier entries are the client's word.
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        self.remote_addr: str = forwarded.split(",")[-1].strip() if forwarded else (request.remote_addr or "")
+        forwarded = self.headers.get("X-Forwarded-For", "")
+        return forwarded.split(",")[-1].strip() if forwarded else (self._request.remote_addr or "")
 
 
 class Context:
-    def __init__(self) -> None:
-        self.hostname: str = os.getenv("HOSTNAME", socket.gethostname())
+    def __init__(self, hostname: str) -> None:
+        self.hostname = hostname
+
+
+CONTEXT = Context(os.getenv("HOSTNAME", socket.gethostname()))
+
+
+try:  # orjson when the function has it: several times faster than json for response bodies
+    from orjson import dumps as _dumps
+except ImportError:
+
+    def _dumps(value: Any) -> bytes:
+        return json.dumps(value).encode()
 
 
 def _json(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
-    resp = Response(json.dumps(body), status=status, mimetype="application/json")
-    for k, v in (headers or {}).items():
-        resp.headers[k] = v
-    return resp
+    return Response(_dumps(body), status=status, headers=_headers("application/json", headers))
+
+
+def _headers(content_type: str | None, extra: Mapping[str, str] | None) -> list[tuple[str, str]]:
+    """One header list, built once: the handler's headers win over the default content type."""
+    out = [(k, str(v)) for k, v in (extra or {}).items()]
+    if content_type and not any(k.lower() == "content-type" for k, _ in out):
+        out.append(("Content-Type", content_type))
+    return out
 
 
 def format_response(res: Any) -> Response:
@@ -84,21 +110,19 @@ def format_response(res: Any) -> Response:
     if not isinstance(res, dict):
         raise TypeError(f"handler returned {type(res).__name__}; expected None, str, bytes or a dict")
     status = int(res.get("statusCode", 200))
-    headers = res.get("headers") or {}
+    extra = res.get("headers")
     body = res.get("body")
     if isinstance(body, (dict, list)):
-        resp = Response(json.dumps(body), status=status, mimetype="application/json")
-    elif body is None:
-        resp = Response(b"", status=status)
-    elif isinstance(body, (str, bytes)):
-        resp = Response(body, status=status)
-    elif isinstance(body, Iterable):
-        resp = Response(_stream(body), status=status, direct_passthrough=True)
-    else:
-        resp = Response(str(body), status=status)
-    for k, v in headers.items():
-        resp.headers[k] = v
-    return resp
+        return Response(_dumps(body), status=status, headers=_headers("application/json", extra))
+    if body is None:
+        return Response(b"", status=status, headers=_headers(None, extra))
+    if isinstance(body, str):
+        return Response(body, status=status, headers=_headers("text/html; charset=utf-8", extra))
+    if isinstance(body, bytes):
+        return Response(body, status=status, headers=_headers(None, extra))
+    if isinstance(body, Iterable):
+        return Response(_stream(body), status=status, headers=_headers(None, extra), direct_passthrough=True)
+    return Response(str(body), status=status, headers=_headers("text/html; charset=utf-8", extra))
 
 
 def _stream(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -148,7 +172,7 @@ def create_app() -> Flask:
                     return Response(f"Unauthorized: {e}\n", status=401, headers={"WWW-Authenticate": CHALLENGE})
                 return Response(f"{e}\n", status=403)
         try:
-            res = handler.handle(Event(), Context())
+            res = handler.handle(Event(), CONTEXT)
             return format_response(res)
         except HTTPException:
             raise
