@@ -23,7 +23,7 @@ from typing import Any, Protocol, TextIO
 
 import requests
 
-from .jws import dumps
+from .json_codec import dumps
 
 log = logging.getLogger("openfaas_iam.audit")
 

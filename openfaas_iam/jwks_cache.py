@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from . import json_codec
 from .discovery import IssuerDiscovery, IssuerKeys, ParsedKey
 from .errors import DiscoveryError, KeyUnavailable
 from .metrics import Metrics
@@ -209,7 +210,7 @@ class JwksCache:
         if raw is None:
             return current
         try:
-            doc = json.loads(raw)
+            doc = json_codec.loads(raw)
             fetched_at = float(doc["fetched_at"])
         except (ValueError, KeyError, TypeError):
             return current

@@ -11,28 +11,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable
 from typing import Any
-
-try:  # orjson parses and writes the small JSON of a token several times faster than json
-    from orjson import dumps as _orjson_dumps
-    from orjson import loads as _loads
-
-    def dumps(value: Any) -> bytes:
-        return _orjson_dumps(value)
-
-except ImportError:  # pragma: no cover - the stdlib keeps everything working, only slower
-    _loads = json.loads
-
-    def dumps(value: Any) -> bytes:
-        return json.dumps(value, separators=(",", ":")).encode()
-
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
+from .json_codec import dumps
+from .json_codec import loads as _loads
 
 _TO_STD = bytes.maketrans(b"-_", b"+/")
 _HEADERS: dict[str, Any] = {}  # parsed header segments: a handful of distinct values per issuer and kid

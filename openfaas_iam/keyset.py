@@ -19,6 +19,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from . import json_codec
 from .errors import StoreError
 
 NEXT, CURRENT, RETIRED = "next", "current", "retired"
@@ -143,7 +144,7 @@ def initial_keyset(now: float | None = None) -> Keyset:
 def parse_keyset(text: str | bytes, source: str = "keyset") -> Keyset:
     """Parse and validate the stored JSON; StoreError names what is wrong."""
     try:
-        doc = json.loads(text)
+        doc = json_codec.loads(text)
     except (ValueError, UnicodeDecodeError) as e:
         raise StoreError(f"{source}: not valid JSON ({e})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):

@@ -82,6 +82,8 @@ def parse_text(text: str, source: str) -> list[tuple[int, Any]]:
             raise ConfigError(
                 [Problem(source, None, None, None, f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}")]
             ) from None
+        except RecursionError:
+            raise ConfigError([Problem(source, None, None, None, "invalid JSON: nested too deeply")]) from None
         docs = loaded if isinstance(loaded, list) else [loaded]
     else:
         try:
@@ -91,6 +93,8 @@ def parse_text(text: str, source: str) -> list[tuple[int, Any]]:
             where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
             reason = getattr(e, "problem", None) or str(e)
             raise ConfigError([Problem(source, None, None, None, f"invalid YAML{where}: {reason}")]) from None
+        except RecursionError:
+            raise ConfigError([Problem(source, None, None, None, "invalid YAML: nested too deeply")]) from None
     out: list[tuple[int, Any]] = []
     for n, doc in enumerate(docs, start=1):
         if doc is None:

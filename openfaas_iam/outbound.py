@@ -8,7 +8,6 @@ redirect only while it stays on the origin it started from.
 from __future__ import annotations
 
 import ipaddress
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from . import json_codec
 from .errors import DiscoveryError
 
 MAX_BYTES = 512 * 1024
@@ -102,7 +102,7 @@ class Fetcher:
             finally:
                 resp.close()
             try:
-                doc = json.loads(body)
+                doc = json_codec.loads(body)
             except (ValueError, UnicodeDecodeError):
                 raise DiscoveryError(f"{url} did not return JSON") from None
             if not isinstance(doc, dict):

@@ -10,12 +10,13 @@ canonical path built from the parsed names, never the raw one.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
+
+from . import json_codec
 
 DEFAULT_NAMESPACE = "openfaas-fn"
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -45,8 +46,8 @@ def _body(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        doc = json_codec.loads(raw)
+    except ValueError:
         raise BadApiRequest("the request body is not valid JSON") from None
     if not isinstance(doc, dict):
         raise BadApiRequest("the request body must be a JSON object")

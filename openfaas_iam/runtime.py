@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 
+from . import json_codec
 from .config_source import ConfigSource, KubernetesConfigSource, file_config_source
 from .discovery import IssuerDiscovery
 from .jwks_cache import CachePolicy, JwksCache
@@ -54,7 +54,7 @@ class Runtime:
         published = self.cache.get(OWN_JWKS_KEY)
         if published is not None:
             try:
-                for k in json.loads(published).get("keys", []):
+                for k in json_codec.loads(published).get("keys", []):
                     if isinstance(k, dict) and isinstance(k.get("kid"), str):
                         keys[k["kid"]] = k
             except ValueError:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 
+from openfaas_iam import json_codec
 from openfaas_iam.audit import AuditLog, RedisStreamSink, WebhookSink, api_event
 from openfaas_iam.authz import Authorizer, Principal
 from openfaas_iam.errors import Unauthenticated
@@ -76,7 +76,7 @@ def authorize(event):
     if len(event.body) > s.max_body_bytes:
         return error(413, "request_too_large", f"the request body is larger than {s.max_body_bytes} bytes")
     try:
-        doc = json.loads(event.body)
+        doc = json_codec.loads(event.body)
     except (ValueError, UnicodeDecodeError):
         return error(
             400, "invalid_request", 'the body must be JSON: {"action": "...", "resource": "..."} or a list of them'
@@ -134,7 +134,7 @@ def proxy(event):
         fwd = gateway.forward(event.method, call.path, query, event.body, event.headers)
         audit.api(api_event(principal.claims, event.path, event.method, [call.action], fwd.status))
         if call.filter_namespaces and fwd.status == 200:
-            names = json.loads(fwd.read(4 * 1024 * 1024))
+            names = json_codec.loads(fwd.read(4 * 1024 * 1024))
             visible = authorizer.visible_namespaces(principal, [n for n in names if isinstance(n, str)])
             return json_response(200, visible)
     except GatewayUnavailable as e:
