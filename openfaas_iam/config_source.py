@@ -71,7 +71,7 @@ class KubernetesConfigSource:
 
     def get(self) -> IamConfig:
         now = self.clock()
-        if now >= self._next:
+        if now >= self._next or self._config is None:  # first load: everyone waits for it
             with self._lock:
                 if now >= self._next:
                     self._next = now + self.poll_interval

@@ -50,7 +50,9 @@ class WatchedFile(Generic[T]):
     def get(self) -> T:
         """The value in force; raises Unavailable before the first good read."""
         now = self._clock()
-        if now >= self._next_check:
+        # Before the first good read every caller waits on the lock, so concurrent first
+        # requests see the value the first one loads instead of a spurious "not there".
+        if now >= self._next_check or self._value is None:
             with self._lock:
                 if now >= self._next_check:
                     self._next_check = now + self.check_interval

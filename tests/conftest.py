@@ -152,3 +152,9 @@ def make_project(tmp: Path, extra_functions: str = "", extra_secrets: dict[str, 
         text = head + marker + tail
     (tmp / "stack.yml").write_text(text + extra_functions)
     return tmp / "stack.yml"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `last` (the log scan) run after everything else, whatever their file."""
+    last = [i for i in items if i.get_closest_marker("last")]
+    items[:] = [i for i in items if not i.get_closest_marker("last")] + last
