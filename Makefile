@@ -54,5 +54,12 @@ bench: $(STAMP) ## speed vs floor and peers, side by side; writes docs/performan
 	  echo "(wrk not available: using the built-in Python load client)"
 	@$(BIN)/python scripts/bench.py
 
+fuzz: $(STAMP) $(IDP) ## 100,000+ generated requests against every function; writes docs/reliability.md
+	@FUZZ_EXAMPLES=2000 $(BIN)/pytest -q tests/fuzz/test_properties.py
+	@$(BIN)/python scripts/http_fuzz.py --requests $${FUZZ_REQUESTS:-100000}
+
+soak: $(STAMP) $(IDP) ## fixed-rate mixed load on loopback (SOAK_SECONDS, SOAK_RATE); writes docs/reliability.md
+	@$(BIN)/python scripts/soak.py --seconds $${SOAK_SECONDS:-300} --rate $${SOAK_RATE:-60}
+
 clean: ## remove the build contexts and local state (keeps .venv)
 	rm -rf build .local .pytest_cache

@@ -40,8 +40,11 @@ def free_port() -> int:
 class FunctionProcess:
     """One function: its build context, its port, its child process and its log."""
 
-    def __init__(self, fn: Function, context: Path, mount: Path, log_dir: Path, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, fn: Function, context: Path, mount: Path, log_dir: Path, env: Mapping[str, str], echo: bool = True
+    ) -> None:
         self.fn = fn
+        self.echo = echo
         self.context = context
         self.port = free_port()
         self.log_path = log_dir / f"{fn.name}.log"
@@ -81,8 +84,9 @@ class FunctionProcess:
             for line in stream:
                 log.write(line)
                 log.flush()
-                sys.stdout.write(f"[{self.fn.name}] {line.decode('utf-8', 'replace')}")
-                sys.stdout.flush()
+                if self.echo:
+                    sys.stdout.write(f"[{self.fn.name}] {line.decode('utf-8', 'replace')}")
+                    sys.stdout.flush()
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -161,6 +165,7 @@ class LocalGateway:
         function_env: Mapping[str, str] | None = None,
         cron: bool = True,
         template_root: Path | None = None,
+        echo: bool = True,
     ) -> None:
         self.port = port
         self.public_url = env.get("PUBLIC_GATEWAY_URL") or f"http://127.0.0.1:{port}"
@@ -179,7 +184,7 @@ class LocalGateway:
             context = assemble(self.stack, fn, build_dir, template_root)
             mount = state_dir / "mounts" / fn.name
             project(self.secret_store, fn, mount)
-            self.processes.append(FunctionProcess(fn, context, mount, log_dir, dict(function_env or {})))
+            self.processes.append(FunctionProcess(fn, context, mount, log_dir, dict(function_env or {}), echo))
         self.app = GatewayApp({})
         self.cron = CronConnector(list(self.stack.functions.values()), port) if cron else None
         self._server = None

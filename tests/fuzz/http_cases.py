@@ -45,6 +45,17 @@ PATHS = {
     "iam-rotate": ["/", "/status", "/healthz", "/?force=false"],
 }
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+# The methods each path really serves: most requests use them, to reach past routing.
+PREFERRED = {
+    "/oauth/token": ["POST"],
+    "/authorize": ["POST"],
+    "/refresh": ["POST"],
+    "/": ["POST", "GET"],
+    "/system/functions": ["GET", "POST", "PUT", "DELETE"],
+    "/system/secrets": ["GET", "POST", "PUT", "DELETE"],
+    "/system/namespace/dev": ["GET", "POST", "PUT", "DELETE"],
+    "/system/scale-function/fn": ["POST"],
+}
 ACTIONS = [
     "Function:Get",
     "Function:List",
@@ -136,7 +147,7 @@ def _form_body(rng: random.Random, tokens: dict[str, str]) -> bytes:
 def random_case(rng: random.Random, tokens: dict[str, str]) -> Case:
     function = rng.choice(FUNCTIONS)
     path = rng.choice(PATHS[function])
-    method = rng.choice(METHODS)
+    method = rng.choice(PREFERRED.get(path, ["GET"])) if rng.random() < 0.75 else rng.choice(METHODS)
     headers: dict[str, str] = {}
     auth = rng.randrange(6)
     if auth == 1 and tokens.get("api"):
