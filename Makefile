@@ -8,7 +8,7 @@ IDP := tests/idp/node_modules/.package-lock.json
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run test unit lint format fuzz soak bench clean
+.PHONY: help run test unit lint format fuzz soak bench clean browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -27,10 +27,17 @@ $(IDP): tests/idp/package.json tests/idp/package-lock.json
 	@cd tests/idp && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+browser: # headless Chromium for the sign-in page test (Debian packages; skipped with a reason when not installable)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo "==> installing Chromium for the browser test" && \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1)); } || \
+	  echo "(Chromium is not installed and could not be: the browser test will be skipped)"
+
 run: $(STAMP) ## run the bundle locally behind a gateway on 127.0.0.1 (PORT, default 8080)
 	@$(BIN)/openfaas-iam-gateway
 
-test: $(STAMP) $(IDP) ## the whole test suite, end-to-end tests against real peers included
+test: $(STAMP) $(IDP) browser ## the whole test suite, end-to-end tests against real peers included
 	@$(BIN)/ruff check .
 	@$(BIN)/openfaas-iam lint -q examples/
 	@$(BIN)/pytest $(PYTEST_ARGS)

@@ -41,6 +41,11 @@ def ensure_defaults(store: Path, iam_config: Path) -> list[str]:
         keys.parent.mkdir(exist_ok=True)
         write_private(keys, initial_keyset().to_json())
         created.append("iam-signing-keys (a new ES256 keyset)")
+    sso = store / "sso-client-secret"
+    if not sso.exists():
+        sso.mkdir()
+        write_private(sso / "sso-client-secret", "set-me: the OAuth client secret of the sign-in page")
+        created.append("sso-client-secret (a placeholder)")
     auth = store / "basic-auth"
     if not auth.exists():
         auth.mkdir()

@@ -157,7 +157,8 @@ class IssuerDiscovery:
         except OSError:
             return None
 
-    def fetch(self, issuer: JwtIssuer) -> Discovered:
+    def metadata(self, issuer: JwtIssuer) -> dict[str, Any]:
+        """The issuer's discovery document, refused unless its `issuer` is exactly `spec.iss`."""
         base = issuer.fetch_base.rstrip("/")
         url = f"{base}/.well-known/openid-configuration"
         meta = self.fetcher.get_json(url, bearer=self._bearer(url)).body
@@ -166,6 +167,11 @@ class IssuerDiscovery:
                 f"discovery at {url} names issuer {meta.get('issuer')!r}, not {issuer.iss!r} "
                 f"(RFC 8414 §3.3); check JwtIssuer/{issuer.name} spec.iss"
             )
+        return meta
+
+    def fetch(self, issuer: JwtIssuer) -> Discovered:
+        url = f"{issuer.fetch_base.rstrip('/')}/.well-known/openid-configuration"
+        meta = self.metadata(issuer)
         jwks_uri = meta.get("jwks_uri")
         if not isinstance(jwks_uri, str) or not jwks_uri:
             raise DiscoveryError(f"discovery at {url} has no jwks_uri")

@@ -53,6 +53,11 @@ class Settings:
     signing_keys_store: str = "kubernetes"  # kubernetes | local
     kubernetes_namespace: str = ""
     iam_namespace: str = "openfaas"
+    sso_issuer: str = ""  # the JwtIssuer (name or iss) people sign in with on the browser page
+    sso_client_id: str = ""
+    sso_client_secret: str = "sso-client-secret"  # the mounted secret key holding the client secret
+    sso_redirect_url: str = ""
+    sso_scopes: str = "openid email profile groups"
 
     def __post_init__(self) -> None:
         base = self.public_gateway_url.rstrip("/")
@@ -63,6 +68,8 @@ class Settings:
             object.__setattr__(self, "token_endpoint", f"{base}/function/iam-token/oauth/token")
         if not self.authz_url:
             object.__setattr__(self, "authz_url", f"{base}/function/iam-authz")
+        if not self.sso_redirect_url:
+            object.__setattr__(self, "sso_redirect_url", f"{base}/function/iam-token/callback")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -98,6 +105,11 @@ class Settings:
             signing_keys_store=get("signing_keys_store", "kubernetes"),
             kubernetes_namespace=get("kubernetes_namespace"),
             iam_namespace=get("iam_namespace", "openfaas"),
+            sso_issuer=get("sso_issuer"),
+            sso_client_id=get("sso_client_id"),
+            sso_client_secret=get("sso_client_secret", "sso-client-secret"),
+            sso_redirect_url=get("sso_redirect_url"),
+            sso_scopes=get("sso_scopes", "openid email profile groups"),
         )
 
     def secret_path(self, key: str) -> str:

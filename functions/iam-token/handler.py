@@ -1,26 +1,38 @@
-"""iam-token: RFC 8693 token exchange, an IdP token in, a short-lived OpenFaaS token out."""
+"""iam-token: RFC 8693 token exchange, and a browser sign-in page for people.
+
+POST /oauth/token exchanges an IdP token for an OpenFaaS token. GET / shows who you are
+once signed in; /login, /callback and /logout run the authorization-code flow (PKCE,
+state, nonce) against the SSO JwtIssuer configured for people.
+"""
 
 from __future__ import annotations
 
 import os
+from urllib.parse import parse_qsl
 
+import requests
+
+from openfaas_iam import signin_pages as pages
 from openfaas_iam.audit import AuditLog
 from openfaas_iam.errors import InvalidRequest, OAuthError
 from openfaas_iam.exchange import TokenExchange, parse_request
+from openfaas_iam.jws import decode_json
 from openfaas_iam.responses import NO_STORE, json_response, oauth_error
 from openfaas_iam.routing import Router
 from openfaas_iam.runtime import Runtime
 from openfaas_iam.settings import Settings
-from openfaas_iam.watched_file import Unavailable
+from openfaas_iam.signin import FLOW_COOKIE, SESSION_COOKIE, SignIn, SignInError, SsoSettings, cookie, parse_cookies
+from openfaas_iam.watched_file import Unavailable, WatchedFile
 
 rt = Runtime.build(Settings.from_env(os.environ))
+s = rt.settings
 exchange = TokenExchange(
-    issuer_url=rt.settings.issuer_url,
+    issuer_url=s.issuer_url,
     config=rt.config.get,
     keyset=rt.keyset.get,
     jwks=rt.jwks,
     audit=AuditLog(),
-    leeway=rt.settings.leeway_seconds,
+    leeway=s.leeway_seconds,
     own_keys=rt.own_public_keys,
 )
 router = Router()
@@ -28,9 +40,9 @@ router = Router()
 
 @router.route("/oauth/token", "POST")
 def token(event):
-    if len(event.body) > rt.settings.max_body_bytes:
+    if len(event.body) > s.max_body_bytes:
         return oauth_error(
-            OAuthError("invalid_request", f"the request body is larger than {rt.settings.max_body_bytes} bytes", 413)
+            OAuthError("invalid_request", f"the request body is larger than {s.max_body_bytes} bytes", 413)
         )
     try:
         req = parse_request(event.body, event.headers.get("Content-Type"))
@@ -48,6 +60,145 @@ def token_wrong_method(event):
     resp = oauth_error(e)
     resp["headers"]["Allow"] = "POST"
     return resp
+
+
+# -- browser sign-in ------------------------------------------------------------------------------
+
+
+def _secret(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+_client_secret = WatchedFile(s.secret_path(s.sso_client_secret), _secret, what="SSO client secret")
+_signin: SignIn | None = None
+BASE = "/"
+
+
+def signin() -> SignIn:
+    """Built on first use: the secret is mounted only where people sign in."""
+    global _signin, BASE
+    if not s.sso_issuer or not s.sso_client_id:
+        raise SignInError("Sign-in is not configured", "Set sso_issuer and sso_client_id for iam-token.", 503)
+    try:
+        secret = _client_secret.get()
+    except Unavailable:
+        raise SignInError(
+            "Sign-in is not configured", f"Mount the secret {s.sso_client_secret} for iam-token.", 503
+        ) from None
+    if _signin is None or _signin.sso.client_secret != secret:
+        sso = SsoSettings(s.sso_issuer, s.sso_client_id, secret, s.sso_redirect_url, s.sso_scopes)
+        _signin = SignIn(
+            sso=sso,
+            config=rt.config.get,
+            discovery=rt.jwks.discovery,
+            jwks=rt.jwks,
+            exchange=exchange,
+            leeway=s.leeway_seconds,
+            session_secret=("openfaas-iam:" + secret).encode(),
+        )
+        BASE = sso.base_path
+    return _signin
+
+
+def html(status: int, rendered: tuple[str, dict[str, str]], cookies: list[str] = ()) -> dict:
+    body, headers = rendered
+    return {"statusCode": status, "body": body, "headers": list(headers.items()) + [("Set-Cookie", c) for c in cookies]}
+
+
+def failed(e: SignInError) -> dict:
+    return html(e.status, pages.error(BASE, e.title, e.message, e.detail))
+
+
+@router.route("/", "GET")
+def home(event):
+    try:
+        si = signin()
+        session = si.current(parse_cookies(event.headers.get("Cookie")))
+        if session is None:
+            issuer = si.issuer(rt.config.get())
+            return html(200, pages.landing(BASE, issuer.name))
+        token_value = session["t"]
+        claims = decode_json(token_value.split(".")[1])
+        whoami, problem = None, None
+        try:
+            r = requests.get(f"{s.authz_url}/whoami", headers={"Authorization": f"Bearer {token_value}"}, timeout=5)
+            if r.status_code == 200:
+                whoami = r.json()
+            else:
+                problem = f"HTTP {r.status_code}"
+        except (requests.RequestException, ValueError) as e:
+            problem = type(e).__name__
+        rendered = pages.signed_in(
+            base=BASE,
+            claims=claims,
+            token=token_value,
+            whoami=whoami,
+            whoami_error=problem,
+            gateway=s.authz_url,
+            csrf=session["c"],
+        )
+        return html(200, rendered)
+    except SignInError as e:
+        return failed(e)
+    except Unavailable as e:
+        return failed(SignInError("Sign-in is not available", "The IAM configuration is not loaded yet.", 503, str(e)))
+
+
+@router.route("/login", "GET")
+def login(event):
+    try:
+        url, flow = signin().start()
+    except SignInError as e:
+        return failed(e)
+    except Unavailable as e:
+        return failed(SignInError("Sign-in is not available", "The IAM configuration is not loaded yet.", 503, str(e)))
+    return {
+        "statusCode": 302,
+        "body": "",
+        "headers": [("Location", url), ("Cache-Control", "no-store"), ("Set-Cookie", flow)],
+    }
+
+
+@router.route("/callback", "GET")
+def callback(event):
+    try:
+        si = signin()
+        sealed, _ = si.finish(dict(event.query), parse_cookies(event.headers.get("Cookie")), event.remote_addr)
+    except SignInError as e:
+        return html(
+            e.status,
+            pages.error(BASE, e.title, e.message, e.detail),
+            [cookie(FLOW_COOKIE, "", _sso(), 0)] if _signin else [],
+        )
+    except Unavailable as e:
+        return failed(SignInError("Sign-in is not available", "The IAM configuration is not loaded yet.", 503, str(e)))
+    cookies = [cookie(FLOW_COOKIE, "", si.sso, 0), cookie(SESSION_COOKIE, sealed, si.sso, 12 * 3600)]
+    return {
+        "statusCode": 303,
+        "body": "",
+        "headers": [("Location", BASE + "/"), ("Cache-Control", "no-store")] + [("Set-Cookie", c) for c in cookies],
+    }
+
+
+def _sso() -> SsoSettings:
+    assert _signin is not None
+    return _signin.sso
+
+
+@router.route("/logout", "GET", "POST")
+def logout(event):
+    try:
+        si = signin()
+    except SignInError as e:
+        return failed(e)
+    if event.method == "POST":
+        # The form carries the session's own CSRF value; a cross-site POST cannot know it.
+        session = si.current(parse_cookies(event.headers.get("Cookie")))
+        form = dict(parse_qsl(event.body.decode("utf-8", "replace")))
+        if session is not None and form.get("csrf") != session.get("c"):
+            return failed(SignInError("Sign-out refused", "The sign-out form did not come from this page.", 403))
+    return html(200, pages.signed_out(BASE), [cookie(SESSION_COOKIE, "", si.sso, 0)])
 
 
 @router.route("/healthz", "GET")

@@ -93,9 +93,13 @@ def _json(status: int, body: Any, headers: Mapping[str, str] | None = None) -> R
     return Response(_dumps(body), status=status, headers=_headers("application/json", headers))
 
 
-def _headers(content_type: str | None, extra: Mapping[str, str] | None) -> list[tuple[str, str]]:
-    """One header list, built once: the handler's headers win over the default content type."""
-    out = [(k, str(v)) for k, v in (extra or {}).items()]
+def _headers(content_type: str | None, extra: Any) -> list[tuple[str, str]]:
+    """One header list, built once: the handler's headers win over the default content type.
+
+    `headers` may be a dict, or a list of (name, value) pairs when a name repeats (Set-Cookie).
+    """
+    pairs = extra.items() if isinstance(extra, Mapping) else (extra or [])
+    out = [(str(k), str(v)) for k, v in pairs]
     if content_type and not any(k.lower() == "content-type" for k, _ in out):
         out.append(("Content-Type", content_type))
     return out

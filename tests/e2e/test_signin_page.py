@@ -1,0 +1,265 @@
+"""The browser sign-in page, driven in real headless Chromium through the real IdP's login pages."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from conftest import ROOT, free_port
+from idp_server import OidcProvider, drive_login
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+CLIENT_SECRET = "openfaas-secret"
+
+
+def docs(iss: str) -> list[dict[str, Any]]:
+    def obj(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return {"apiVersion": "iam.openfaas.com/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}
+
+    return [
+        obj("JwtIssuer", "people", {"iss": iss, "aud": ["openfaas"], "tokenExpiry": "1h"}),
+        obj(
+            "Policy",
+            "dev-rw",
+            {
+                "statement": [
+                    {
+                        "sid": "own",
+                        "effect": "Allow",
+                        "action": ["Function:*"],
+                        "resource": ["dev-${jwt:preferred_username}:*"],
+                    },
+                    {
+                        "sid": "read-staging",
+                        "effect": "Allow",
+                        "action": ["Function:Get", "Function:List"],
+                        "resource": ["staging:*"],
+                    },
+                    {"sid": "no-secrets", "effect": "Deny", "action": ["Secret:*"], "resource": ["*"]},
+                ]
+            },
+        ),
+        obj(
+            "Role",
+            "developers",
+            {"policy": ["dev-rw"], "condition": {"ForAnyValue:StringEqual": {"jwt:groups": ["dev"]}}},
+        ),
+    ]
+
+
+class Env:
+    def __init__(self, idp: OidcProvider, gw: Any) -> None:
+        self.idp, self.gw = idp, gw
+        self.base = f"http://127.0.0.1:{gw.port}"
+        self.page = f"{self.base}/function/iam-token"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    from localgw.main import LocalGateway
+
+    tmp = tmp_path_factory.mktemp("signin")
+    port = free_port()
+    idp = OidcProvider(free_port(), redirect_uris=[f"http://127.0.0.1:{port}/function/iam-token/callback"]).start(
+        accounts={
+            "alice": {
+                "groups": ["dev", "ops"],
+                "email": "alice@example.com",
+                "preferred_username": "alice",
+                "name": "Alice Example",
+            },
+            "mallory": {"groups": ["guests"], "preferred_username": "mallory"},
+        }
+    )
+    (tmp / "iam.json").write_text(json.dumps(docs(idp.issuer)))
+    store = tmp / "state" / "secrets" / "sso-client-secret"
+    store.mkdir(parents=True)
+    (store / "sso-client-secret").write_text(CLIENT_SECRET)
+    gw = LocalGateway(
+        ROOT / "stack.yml",
+        port=port,
+        iam_config=tmp / "iam.json",
+        state_dir=tmp / "state",
+        build_dir=tmp / "build",
+        env={"SSO_ISSUER": "people", "SSO_CLIENT_ID": "openfaas"},
+        cron=False,
+        template_root=ROOT / "template",
+    )
+    gw.start()
+    try:
+        yield Env(idp, gw)
+    finally:
+        gw.stop()
+        idp.stop()
+
+
+@pytest.fixture
+def browser(tmp_path: Path):
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip(
+            "Chromium is not installed (Debian: apt-get install chromium chromium-driver; make test does it as root)"
+        )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1700",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_sign_in_see_copy_use_and_sign_out(env: Env, browser, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 20)
+    browser.get(env.page + "/")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in to OpenFaaS"
+    browser.find_element(By.LINK_TEXT, "Sign in").click()
+    # The real provider's login page (oidc-provider's dev interactions), then its consent page.
+    wait.until(ec.presence_of_element_located((By.NAME, "login"))).send_keys("alice")
+    browser.find_element(By.NAME, "password").send_keys("any password")
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "input[name=prompt][value=consent]")))
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "You are signed in"))
+
+    assert browser.current_url == env.page + "/"
+    assert browser.find_element(By.ID, "subject").text == "fed:alice"
+    assert browser.find_element(By.ID, "policies").text == "dev-rw"
+    body = browser.find_element(By.TAG_NAME, "main").text
+    assert env.idp.issuer in body and "Alice Example" in body and "dev" in body and "ops" in body
+    rows = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    assert len(rows) == 3 and "dev-alice:*" in rows[0] and "Deny" in rows[2]
+    countdown = browser.find_element(By.ID, "countdown")
+    wait.until(lambda d: "left" in countdown.text)
+    first = countdown.text
+    time.sleep(1.2)
+    assert countdown.text != first and re.match(r"\d+m \d\ds left", countdown.text), "the expiry counts down"
+    assert "export OPENFAAS_TOKEN=" in body and "faas-cli list --gateway" in body
+
+    # Copy the token (the button), then use what was copied against /authorize.
+    token = browser.find_element(By.ID, "token").get_attribute("value")
+    button = browser.find_element(By.CSS_SELECTOR, "button[data-copy=token]")
+    button.click()
+    wait.until(lambda d: button.text == "Copied")
+    decision = requests.post(
+        f"{env.base}/function/iam-authz/authorize",
+        json=[
+            {"action": "Function:Deploy", "resource": "dev-alice:x"},
+            {"action": "Function:Create", "resource": "dev-alice:x"},
+        ],
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    ).json()
+    assert [d["allowed"] for d in decision] == [False, True]
+
+    cookies = {c["name"]: c for c in browser.get_cookies()}
+    session = cookies["iam_session"]
+    assert session["httpOnly"] and session["sameSite"] == "Lax" and not session["secure"], "loopback: not Secure"
+    assert token not in session["value"] and token.split(".")[1] not in session["value"], "no token in clear"
+
+    shot = tmp_path / "signin.png"
+    browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("UPDATE_SCREENSHOT"):
+        shutil.copy(shot, ROOT / "docs" / "signin.png")
+
+    browser.find_element(By.XPATH, "//button[normalize-space()='Sign out']").click()
+    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "You are signed out"))
+    browser.get(env.page + "/")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in to OpenFaaS"
+
+
+def start_flow(env: Env) -> tuple[requests.Session, str]:
+    s = requests.Session()
+    r = s.get(f"{env.page}/login", allow_redirects=False, timeout=10)
+    assert r.status_code == 302 and "iam_signin=" in r.headers["Set-Cookie"]
+    assert "HttpOnly" in r.headers["Set-Cookie"] and "SameSite=Lax" in r.headers["Set-Cookie"]
+    return s, r.headers["Location"]
+
+
+def test_errors_people_understand(env: Env) -> None:
+    # The IdP refused (the person pressed "cancel").
+    s, url = start_flow(env)
+    r = s.get(
+        f"{env.page}/callback",
+        params={"error": "access_denied", "error_description": "End-User aborted interaction"},
+        timeout=10,
+    )
+    assert (
+        r.status_code == 400
+        and "Your identity provider refused the sign-in" in r.text
+        and "End-User aborted interaction" in r.text
+    )
+    # No policies: the page gives the subject to pass to an admin.
+    s, url = start_flow(env)
+    callback = drive_login(url, login="mallory", redirect_uri=f"{env.page}/callback")
+    r = s.get(callback, timeout=10)
+    assert r.status_code == 403 and "You have no access yet" in r.text and "this subject: mallory" in r.text
+    # The flow cookie is gone (another browser, or too late).
+    _, url = start_flow(env)
+    callback = drive_login(url, login="alice", redirect_uri=f"{env.page}/callback")
+    r = requests.get(callback, timeout=10)
+    assert r.status_code == 400 and "Your sign-in expired" in r.text
+    # A callback whose state is not this browser's (login CSRF).
+    s, _ = start_flow(env)
+    r = s.get(f"{env.page}/callback", params={"code": "x", "state": "forged"}, timeout=10)
+    assert r.status_code == 400 and "This sign-in link is not yours" in r.text
+    # A forged session cookie is no session.
+    r = requests.get(f"{env.page}/", cookies={"iam_session": "forged"}, timeout=10)
+    assert "Sign in to OpenFaaS" in r.text
+    for page in (r,):
+        assert (
+            "default-src 'none'" in page.headers["Content-Security-Policy"]
+            and page.headers["Cache-Control"] == "no-store"
+        )
+
+
+def test_logout_post_needs_the_page_csrf_value(env: Env) -> None:
+    s, url = start_flow(env)
+    callback = drive_login(url, login="alice", redirect_uri=f"{env.page}/callback")
+    assert s.get(callback, timeout=10).status_code == 200
+    r = s.post(f"{env.page}/logout", data={"csrf": "guess"}, timeout=10)
+    assert r.status_code == 403 and "Sign-out refused" in r.text
+    assert "You are signed in" in s.get(f"{env.page}/", timeout=10).text
+
+
+def test_idp_unreachable(env: Env) -> None:
+    s, url = start_flow(env)
+    callback = drive_login(url, login="alice", redirect_uri=f"{env.page}/callback")
+    env.idp.stop()  # gone between the login page and the code redemption
+    try:
+        r = s.get(callback, timeout=30)
+        assert r.status_code == 503
+        assert "The identity provider is unreachable" in r.text and "Try again in a minute" in r.text
+    finally:
+        env.idp.start()
