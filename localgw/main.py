@@ -235,6 +235,8 @@ class LocalGateway:
         if self.cron:
             self.cron.stop()
         if self._server is not None:
+            # Let in-flight requests finish before the sockets go, so no worker writes to a closed one.
+            self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
             self._server.close()
         for p in self.processes:
             p.stop()

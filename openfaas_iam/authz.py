@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .audit import rfc3339_nano
+from .basic_auth import matches, parse_basic
 from .errors import TokenError, Unauthenticated
 from .objects import IamConfig
 from .policy import Decision, Matched, policy_index
@@ -64,18 +62,15 @@ class Authorizer:
 
     def _basic(self, value: str) -> Principal:
         """The gateway's admin password keeps full access, as in OpenFaaS."""
+        given = parse_basic(value)
+        if given is None:
+            raise Unauthenticated("malformed basic credentials")
         expected = self.admin_credentials()
-        try:
-            user, _, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            raise Unauthenticated("malformed basic credentials") from None
         if expected is None:
             raise Unauthenticated("basic auth is not available here: send Authorization: Bearer <OpenFaaS token>")
-        ok_user = hmac.compare_digest(user.encode(), expected[0].encode())
-        ok_pass = hmac.compare_digest(password.encode(), expected[1].encode())
-        if not (ok_user and ok_pass):
+        if not matches(given, expected):
             raise Unauthenticated("invalid basic credentials")
-        return Principal(admin=True)
+        return Principal({"sub": given[0], "name": "gateway admin (basic auth)"}, admin=True)
 
     def decide(self, principal: Principal, action: str, resource: str) -> Decision:
         if principal.admin:

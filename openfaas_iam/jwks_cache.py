@@ -95,6 +95,17 @@ class JwksCache:
         what = f"kid {kid!r}" if kid is not None else "a token without kid (several keys, none chosen)"
         raise KeyUnavailable(f"{what} is not in the JWKS of issuer {issuer.iss}")
 
+    def prefetch(self, issuer: JwtIssuer) -> IssuerKeys:
+        """Fetch ahead of need (cron, POST /refresh), at most once per refetch interval.
+
+        The endpoints that call this are reachable by anyone through the gateway: the
+        interval is what keeps them from being a way to hammer an IdP.
+        """
+        current = self._adopt_shared(issuer.iss) or self._entries.get(issuer.iss)
+        if current is not None and self.clock() < current.fetched_at + self.policy.refetch_interval:
+            return current
+        return self.refresh(issuer, since=current.fetched_at if current else None)
+
     def refresh(self, issuer: JwtIssuer, since: float | None = None) -> IssuerKeys:
         """Fetch now (single-flight per replica, coordinated across replicas through the cache).
 

@@ -47,6 +47,15 @@ class Decision:
     matched: Matched | None
     reason: str
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "allowed": self.allowed,
+            "action": self.action,
+            "resource": self.resource,
+            "matched": self.matched.to_json() if self.matched else None,
+            "reason": self.reason,
+        }
+
 
 class _Part:
     """One side of `ns:fn`: any, exact, a glob, or a template with variables."""

@@ -49,13 +49,8 @@ class Simulation:
     from_token: bool
 
     def to_json(self) -> dict[str, Any]:
-        d = self.decision
         return {
-            "allowed": d.allowed,
-            "action": d.action,
-            "resource": d.resource,
-            "reason": d.reason,
-            "matched": d.matched.to_json() if d.matched else None,
+            **self.decision.to_json(),
             "policies": self.policies,
             "roles": [r.__dict__ for r in self.roles],
             "statements": [{**s.__dict__, "applies": s.applies} for s in self.statements],

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from conftest import ROOT, free_port
+from conftest import free_port, start_gateway
 from gateway_standin import GatewayStandIn
 from idp_server import OidcProvider
 
@@ -60,8 +60,6 @@ class Running:
 def start_bundle(
     tmp: Path, *, env: dict[str, str] | None = None, function_env: dict[str, str] | None = None
 ) -> Running:
-    from localgw.main import LocalGateway
-
     idp = OidcProvider(free_port()).start()
     (tmp / "iam.json").write_text(json.dumps(documents(idp.issuer)))
     secrets = tmp / "state" / "secrets" / "basic-auth"
@@ -69,19 +67,13 @@ def start_bundle(
         lambda: ((secrets / "basic-auth-user").read_text(), (secrets / "basic-auth-password").read_text())
     ).start()
     standin.log_delay = 0.0
-    gw = LocalGateway(
-        ROOT / "stack.yml",
-        port=free_port(),
+    gw = start_gateway(
+        tmp,
         iam_config=tmp / "iam.json",
-        state_dir=tmp / "state",
-        build_dir=tmp / "build",
         env={"GATEWAY_URL": standin.url, **(env or {})},
         function_env={"fetch_timeout": "2", **(function_env or {})},
-        cron=False,
-        template_root=ROOT / "template",
         echo=False,
     )
-    gw.start()
     base = f"http://127.0.0.1:{gw.port}"
     idp_token = idp.mint({"sub": "fuzzer"}, ttl=6 * 3600)
     data = {"grant_type": EXCHANGE, "subject_token": idp_token, "subject_token_type": ID_TOKEN}

@@ -90,6 +90,35 @@ def throwaway_redis() -> Iterator[RedisServer]:
         server.stop()
 
 
+def start_gateway(
+    tmp: Path,
+    *,
+    iam_config: Path,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    function_env: dict[str, str] | None = None,
+    stack: Path = ROOT / "stack.yml",
+    echo: bool = True,
+):
+    """The bundle behind a started LocalGateway, its state and build contexts under tmp (stop() it)."""
+    from localgw.main import LocalGateway
+
+    gw = LocalGateway(
+        stack,
+        port=port or free_port(),
+        iam_config=iam_config,
+        state_dir=tmp / "state",
+        build_dir=tmp / "build",
+        env=env or {},
+        function_env=function_env,
+        cron=False,
+        template_root=ROOT / "template",
+        echo=echo,
+    )
+    gw.start()
+    return gw
+
+
 @pytest.fixture
 def local_gateway(tmp_path: Path) -> Iterator[Callable[..., object]]:
     """Start a LocalGateway over any stack file; every one started is stopped at the end."""

@@ -7,6 +7,7 @@ import os
 from openfaas_iam import json_codec
 from openfaas_iam.audit import AuditLog, RedisStreamSink, WebhookSink, api_event
 from openfaas_iam.authz import Authorizer, Principal
+from openfaas_iam.basic_auth import AdminCredentials
 from openfaas_iam.errors import Unauthenticated
 from openfaas_iam.gateway_client import GatewayClient, GatewayUnavailable
 from openfaas_iam.policy import Decision
@@ -22,20 +23,12 @@ rt = Runtime.build(Settings.from_env(os.environ))
 s = rt.settings
 
 
+admin_credentials = AdminCredentials(s.secret_path("basic-auth-user"), s.secret_path("basic-auth-password"))
+
+
 def _text(path: str) -> str:
     with open(path) as f:
         return f.read().strip()
-
-
-_admin_user = WatchedFile(s.secret_path("basic-auth-user"), _text, what="gateway admin user")
-_admin_password = WatchedFile(s.secret_path("basic-auth-password"), _text, what="gateway admin password")
-
-
-def admin_credentials() -> tuple[str, str] | None:
-    try:
-        return _admin_user.get(), _admin_password.get()
-    except Unavailable:
-        return None
 
 
 sinks = []
@@ -53,14 +46,7 @@ MAX_CHECKS = 100
 
 
 def decision_json(d: Decision, principal: Principal) -> dict:
-    return {
-        "allowed": d.allowed,
-        "action": d.action,
-        "resource": d.resource,
-        "subject": principal.subject,
-        "matched": d.matched.to_json() if d.matched else None,
-        "reason": d.reason,
-    }
+    return {**d.to_json(), "subject": principal.subject}
 
 
 def authenticate(event) -> Principal:

@@ -51,7 +51,7 @@ def refresh(event):
     results = {}
     for issuer in config.issuers:
         try:
-            entry = rt.jwks.refresh(issuer)
+            entry = rt.jwks.prefetch(issuer)
             results[issuer.name] = {"ok": True, "kids": entry.kids}
         except DiscoveryError as e:
             results[issuer.name] = {"ok": False, "reason": str(e)}

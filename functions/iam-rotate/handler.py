@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from openfaas_iam.basic_auth import AdminCredentials, is_admin
 from openfaas_iam.errors import StoreError
 from openfaas_iam.responses import error, json_response
 from openfaas_iam.rotation import Rotator, publisher
@@ -67,9 +68,21 @@ def rotator() -> Rotator:
 router = Router()
 
 
+admin = AdminCredentials(s.secret_path("basic-auth-user"), s.secret_path("basic-auth-password"))
+
+
 @router.route("/", "POST")
 def run(event):
     force = event.query.get("force", "").lower() in ("1", "true", "yes")
+    # Anyone can reach a function through the gateway: a scheduled run is a no-op unless a
+    # rotation is due, but forcing one is for operators holding the gateway's admin password.
+    if force and not is_admin(event.headers.get("Authorization"), admin()):
+        return error(
+            401,
+            "unauthorized",
+            "a forced rotation needs the gateway's admin credentials (basic auth)",
+            {"WWW-Authenticate": 'Basic realm="openfaas-iam rotation"'},
+        )
     try:
         return json_response(200, rotator().run(force=force).to_json())
     except StoreError as e:

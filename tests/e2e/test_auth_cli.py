@@ -16,7 +16,7 @@ import jwt
 import pytest
 import requests
 import yaml
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, start_gateway
 from idp_server import OidcProvider, drive_login
 
 CLI = [sys.executable, "-m", "openfaas_iam.cli.main", "auth"]
@@ -51,25 +51,13 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    from localgw.main import LocalGateway
-
     tmp = tmp_path_factory.mktemp("auth")
     port = free_port()
     idp = OidcProvider(free_port(), redirect_uris=[f"http://127.0.0.1:{port}/oauth/callback"]).start(
         accounts={"alice": {"groups": ["dev"], "email": "alice@example.com", "preferred_username": "alice"}}
     )
     (tmp / "iam.json").write_text(json.dumps(docs(idp.issuer)))
-    gw = LocalGateway(
-        ROOT / "stack.yml",
-        port=free_port(),
-        iam_config=tmp / "iam.json",
-        state_dir=tmp / "state",
-        build_dir=tmp / "build",
-        env={},
-        cron=False,
-        template_root=ROOT / "template",
-    )
-    gw.start()
+    gw = start_gateway(tmp, iam_config=tmp / "iam.json")
     try:
         yield Env(idp, gw, port)
     finally:

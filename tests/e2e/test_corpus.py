@@ -15,7 +15,7 @@ from typing import Any
 import jwt
 import pytest
 import requests
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, start_gateway
 from gateway_standin import GatewayStandIn
 from idp_server import OidcProvider, private_jwk
 
@@ -63,8 +63,6 @@ class Bundle:
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bundle]:
-    from localgw.main import LocalGateway
-
     tmp = tmp_path_factory.mktemp("corpus")
     idp = OidcProvider(free_port()).start()
     docs = [
@@ -92,18 +90,9 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bundle]:
     standin = GatewayStandIn(
         lambda: ((secrets / "basic-auth-user").read_text(), (secrets / "basic-auth-password").read_text())
     ).start()
-    gw = LocalGateway(
-        ROOT / "stack.yml",
-        port=free_port(),
-        iam_config=tmp / "iam.json",
-        state_dir=tmp / "state",
-        build_dir=tmp / "build",
-        env={"GATEWAY_URL": standin.url},
-        function_env={"leeway_seconds": "30"},
-        cron=False,
-        template_root=ROOT / "template",
+    gw = start_gateway(
+        tmp, iam_config=tmp / "iam.json", env={"GATEWAY_URL": standin.url}, function_env={"leeway_seconds": "30"}
     )
-    gw.start()
     b = Bundle(idp, gw, standin)
     b.tokens["idp"] = idp.mint({"sub": "alice"}, ttl=3600)
     b.tokens["api"] = b.exchange(b.tokens["idp"]).json()["access_token"]

@@ -52,6 +52,8 @@ def test_no_token_fails_while_keys_rotate(local_gateway, idp: OidcProvider, redi
         },
     )
     base = f"http://127.0.0.1:{gw.port}"
+    secrets = gw.secret_store / "basic-auth"
+    admin = ((secrets / "basic-auth-user").read_text(), (secrets / "basic-auth-password").read_text())
     subject = idp.mint({"sub": "alice"}, ttl=600)
 
     def exchange() -> str:
@@ -88,7 +90,7 @@ def test_no_token_fails_while_keys_rotate(local_gateway, idp: OidcProvider, redi
 
     def rotate_repeatedly() -> None:
         while not stop.wait(0.7):
-            r = requests.post(f"{base}/function/iam-rotate/?force=true", timeout=10)
+            r = requests.post(f"{base}/function/iam-rotate/?force=true", auth=admin, timeout=10)
             if r.status_code != 200 or not r.json()["rotated"]:
                 failures.append(f"rotation: {r.status_code} {r.text}")
 
@@ -114,12 +116,16 @@ def test_no_token_fails_while_keys_rotate(local_gateway, idp: OidcProvider, redi
     time.sleep(max(0.0, first_exp + 1.5 - time.time()))
     # Keys retired during the run leave once their own retirement window (lifetime + leeway) has passed.
     time.sleep(LIFETIME + 1.5)
-    requests.post(f"{base}/function/iam-rotate/?force=true", timeout=10).raise_for_status()
+    requests.post(f"{base}/function/iam-rotate/?force=true", auth=admin, timeout=10).raise_for_status()
     published = {
         k["kid"]
         for k in requests.get(f"{base}/function/iam-discovery/.well-known/jwks.json", timeout=10).json()["keys"]
     }
     assert first_kid not in published
+    # Forcing is for operators only: anyone else gets a 401 and nothing rotates.
+    denied = requests.post(f"{base}/function/iam-rotate/?force=true", timeout=10)
+    assert denied.status_code == 401 and denied.headers["WWW-Authenticate"].startswith("Basic")
+    assert requests.post(f"{base}/function/iam-rotate/?force=true", auth=("admin", "guess"), timeout=10).status_code == 401
     status = requests.get(f"{base}/function/iam-rotate/status", timeout=10).json()
     assert [k["state"] for k in status["keys"]].count("current") == 1
     assert published == {k["kid"] for k in status["keys"]}

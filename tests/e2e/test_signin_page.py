@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, start_gateway
 from idp_server import OidcProvider, drive_login
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -65,8 +65,6 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    from localgw.main import LocalGateway
-
     tmp = tmp_path_factory.mktemp("signin")
     port = free_port()
     idp = OidcProvider(free_port(), redirect_uris=[f"http://127.0.0.1:{port}/function/iam-token/callback"]).start(
@@ -84,17 +82,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     store = tmp / "state" / "secrets" / "sso-client-secret"
     store.mkdir(parents=True)
     (store / "sso-client-secret").write_text(CLIENT_SECRET)
-    gw = LocalGateway(
-        ROOT / "stack.yml",
-        port=port,
-        iam_config=tmp / "iam.json",
-        state_dir=tmp / "state",
-        build_dir=tmp / "build",
-        env={"SSO_ISSUER": "people", "SSO_CLIENT_ID": "openfaas"},
-        cron=False,
-        template_root=ROOT / "template",
+    gw = start_gateway(
+        tmp, iam_config=tmp / "iam.json", port=port, env={"SSO_ISSUER": "people", "SSO_CLIENT_ID": "openfaas"}
     )
-    gw.start()
     try:
         yield Env(idp, gw)
     finally:

@@ -13,7 +13,7 @@ from typing import Any
 import jwt
 import pytest
 import requests
-from conftest import ROOT, free_port
+from conftest import free_port, start_gateway
 from idp_server import OidcProvider, client_credentials, private_jwk, scripted_login
 from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet
@@ -116,8 +116,6 @@ class Bundle:
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bundle]:
-    from localgw.main import LocalGateway
-
     tmp = tmp_path_factory.mktemp("exchange")
     idp = OidcProvider(free_port()).start(
         accounts={
@@ -126,18 +124,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bundle]:
     )
     config = tmp / "iam.json"
     config.write_text(json.dumps(iam_documents(idp.issuer)))
-    gw = LocalGateway(
-        ROOT / "stack.yml",
-        port=free_port(),
-        iam_config=config,
-        state_dir=tmp / "state",
-        build_dir=tmp / "build",
-        env={},
-        function_env={"leeway_seconds": "5"},
-        cron=False,
-        template_root=ROOT / "template",
-    )
-    gw.start()
+    gw = start_gateway(tmp, iam_config=config, function_env={"leeway_seconds": "5"})
     try:
         yield Bundle(idp, gw)
     finally:
