@@ -104,7 +104,7 @@ class SignIn:
             if self.sso.issuer in (i.name, i.iss):
                 return i
         raise SignInError(
-            "Sign-in is not configured", f"No JwtIssuer named {self.sso.issuer!r} is configured for people.", 503
+            "Sign-in is not configured", f"No JwtIssuer named {self.sso.issuer!r} is configured for people.", 404
         )
 
     def _metadata(self, issuer: JwtIssuer) -> dict[str, Any]:

@@ -79,12 +79,12 @@ def signin() -> SignIn:
     """Built on first use: the secret is mounted only where people sign in."""
     global _signin, BASE
     if not s.sso_issuer or not s.sso_client_id:
-        raise SignInError("Sign-in is not configured", "Set sso_issuer and sso_client_id for iam-token.", 503)
+        raise SignInError("Sign-in is not configured", "Set sso_issuer and sso_client_id for iam-token.", 404)
     try:
         secret = _client_secret.get()
     except Unavailable:
         raise SignInError(
-            "Sign-in is not configured", f"Mount the secret {s.sso_client_secret} for iam-token.", 503
+            "Sign-in is not configured", f"Mount the secret {s.sso_client_secret} for iam-token.", 404
         ) from None
     if _signin is None or _signin.sso.client_secret != secret:
         sso = SsoSettings(s.sso_issuer, s.sso_client_id, secret, s.sso_redirect_url, s.sso_scopes)

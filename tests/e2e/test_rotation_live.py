@@ -125,7 +125,9 @@ def test_no_token_fails_while_keys_rotate(local_gateway, idp: OidcProvider, redi
     # Forcing is for operators only: anyone else gets a 401 and nothing rotates.
     denied = requests.post(f"{base}/function/iam-rotate/?force=true", timeout=10)
     assert denied.status_code == 401 and denied.headers["WWW-Authenticate"].startswith("Basic")
-    assert requests.post(f"{base}/function/iam-rotate/?force=true", auth=("admin", "guess"), timeout=10).status_code == 401
+    assert (
+        requests.post(f"{base}/function/iam-rotate/?force=true", auth=("admin", "guess"), timeout=10).status_code == 401
+    )
     status = requests.get(f"{base}/function/iam-rotate/status", timeout=10).json()
     assert [k["state"] for k in status["keys"]].count("current") == 1
     assert published == {k["kid"] for k in status["keys"]}

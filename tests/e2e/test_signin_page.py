@@ -234,6 +234,15 @@ def test_errors_people_understand(env: Env) -> None:
         )
 
 
+def test_not_configured_is_a_404_page(local_gateway) -> None:
+    gw = local_gateway()  # examples/iam.yaml: the default SSO issuer exists, its client secret is a placeholder...
+    r = requests.get(f"http://127.0.0.1:{gw.port}/function/iam-token/", timeout=10)
+    assert r.status_code == 200 and "Sign in to OpenFaaS" in r.text
+    gw2 = local_gateway(env={"SSO_ISSUER": "nobody"})
+    r = requests.get(f"http://127.0.0.1:{gw2.port}/function/iam-token/", timeout=10)
+    assert r.status_code == 404 and "Sign-in is not configured" in r.text and "nobody" in r.text
+
+
 def test_logout_post_needs_the_page_csrf_value(env: Env) -> None:
     s, url = start_flow(env)
     callback = drive_login(url, login="alice", redirect_uri=f"{env.page}/callback")

@@ -24,7 +24,7 @@ PATHS = {
         "/healthz",
         "/x",
     ],
-    "iam-token": ["/oauth/token", "/oauth/token/", "/oauth", "/", "/healthz"],
+    "iam-token": ["/oauth/token", "/oauth/token/", "/oauth", "/", "/healthz", "/login", "/callback", "/logout"],
     "iam-authz": [
         "/authorize",
         "/whoami",
