@@ -317,3 +317,13 @@ def test_kubernetes_api_gets_the_pods_own_token(tmp_path: Path, monkeypatch: pyt
         assert seen == ["Bearer pod-token-1", "Bearer pod-token-1", "Bearer pod-token-2", "Bearer pod-token-2"]
     finally:
         server.shutdown()
+
+
+def test_prefetch_is_throttled_per_issuer(idp: OidcProvider, redis_url: str) -> None:
+    """POST /refresh is reachable by anyone: it must not be a way to hammer an IdP."""
+    issuer = config_for(idp.issuer).issuers[0]
+    cache = make_cache(redis_url, policy=CachePolicy(refetch_interval=30))
+    before = idp.stats()["jwks"]
+    for _ in range(20):
+        cache.prefetch(issuer)
+    assert idp.stats()["jwks"] - before == 1
