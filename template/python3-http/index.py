@@ -24,7 +24,7 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, request
+from flask import Flask, Response, abort, request
 from werkzeug.exceptions import HTTPException
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -57,7 +57,7 @@ class Event:
 
     def __init__(self) -> None:
         req = self._request = request._get_current_object()  # one context look-up, not one per field
-        self.body: bytes = req.get_data()
+        self.body: bytes = _read_body(req)
         self.headers: Mapping[str, str] = req.headers
         self.method: str = req.method
         self.path: str = req.path
@@ -71,6 +71,23 @@ class Event:
         # The gateway appends the caller it saw to X-Forwarded-For; earlier entries are the client's word.
         forwarded = self.headers.get("X-Forwarded-For", "")
         return forwarded.split(",")[-1].strip() if forwarded else (self._request.remote_addr or "")
+
+
+MAX_BODY = int(os.getenv("max_request_bytes", str(1024 * 1024)))
+
+
+def _read_body(req: Any) -> bytes:
+    """The request body, read straight from the server's input when its length is known.
+
+    waitress hands over exactly Content-Length bytes (it buffers and de-chunks bodies
+    itself), so the length-limited stream werkzeug would wrap around it only costs time.
+    """
+    length = req.content_length
+    if length is None or "wsgi.input" not in req.environ:
+        return req.get_data()
+    if length > MAX_BODY:
+        abort(413)
+    return req.environ["wsgi.input"].read(length) if length else b""
 
 
 class Context:
