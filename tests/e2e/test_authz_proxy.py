@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import pytest
 import redis
 import requests
-from conftest import ROOT, free_port
+from conftest import free_port, make_project, start_gateway
 from gateway_standin import GatewayStandIn
 from idp_server import OidcProvider
 
@@ -103,8 +103,6 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Env]:
-    from localgw.main import LocalGateway
-
     tmp = tmp_path_factory.mktemp("authz")
     idp = OidcProvider(free_port()).start()
     (tmp / "iam.json").write_text(json.dumps(docs(idp.issuer)))
@@ -118,33 +116,19 @@ def env(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[En
         lambda: ((secrets_dir / "basic-auth-user").read_text(), (secrets_dir / "basic-auth-password").read_text())
     ).start()
     prefix = f"authz-{uuid.uuid4().hex[:6]}:"
-    stack = tmp / "stack.yml"
     # iam-authz mounts the audit webhook secret too in this deployment.
-    stack.write_text(
-        (ROOT / "stack.yml")
-        .read_text()
-        .replace("      - basic-auth\n", "      - basic-auth\n      - audit-webhook-secret\n")
-    )
-    import shutil
-
-    for folder in ("functions", "openfaas_iam"):
-        shutil.copytree(ROOT / folder, tmp / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    gw = LocalGateway(
-        stack,
-        port=free_port(),
+    stack = make_project(tmp, extra_secrets={"iam-authz": ["audit-webhook-secret"]})
+    gw = start_gateway(
+        tmp,
+        stack=stack,
         iam_config=tmp / "iam.json",
-        state_dir=state,
-        build_dir=tmp / "build",
         env={"REDIS_URL": redis_url, "GATEWAY_URL": standin.url},
         function_env={
             "redis_prefix": prefix,
             "audit_webhook_url": f"http://127.0.0.1:{receiver.server_address[1]}/events",
             "audit_stream": "audit",
         },
-        cron=False,
-        template_root=ROOT / "template",
     )
-    gw.start()
     try:
         yield Env(idp, gw, standin, redis_url, prefix)
     finally:
