@@ -31,10 +31,14 @@ from .stack import Function, Stack, StackError, load_stack
 _PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "VIRTUAL_ENV", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(taken: set[int] | None = None) -> int:
+    """A port nobody listens on now, and none of `taken` (ports handed out but not yet bound)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if not taken or port not in taken:
+            return port
 
 
 class FunctionProcess:
@@ -46,13 +50,12 @@ class FunctionProcess:
         self.fn = fn
         self.echo = echo
         self.context = context
-        self.port = free_port()
+        self.port = 0  # chosen in start(), once the gateway's own port is bound
         self.log_path = log_dir / f"{fn.name}.log"
         child_env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
         child_env.update(fn.environment)
         child_env.update(
             {
-                "upstream_url": f"http://127.0.0.1:{self.port}",
                 "secret_mount_path": str(mount),
                 "HOSTNAME": f"{fn.name}-local",
                 # What a provider tells a function about itself (jwt_auth checks permissions with it).
@@ -65,8 +68,11 @@ class FunctionProcess:
         child_env.update(env)
         self.env = child_env
         self.proc: subprocess.Popen[bytes] | None = None
+        self.ready = threading.Event()
 
-    def start(self) -> None:
+    def start(self, port: int) -> None:
+        self.port = port
+        self.env["upstream_url"] = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen(
             [sys.executable, "index.py"],
             cwd=self.context,
@@ -82,6 +88,8 @@ class FunctionProcess:
             return
         with open(self.log_path, "ab") as log:
             for line in stream:
+                if not self.ready.is_set() and f"Serving on http://127.0.0.1:{self.port}".encode() in line:
+                    self.ready.set()  # waitress says so itself: the port is the child's, not a stranger's
                 log.write(line)
                 log.flush()
                 if self.echo:
@@ -93,11 +101,8 @@ class FunctionProcess:
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"{self.fn.name} exited with code {self.proc.returncode}; see {self.log_path}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.05)
+            if self.ready.wait(0.05):
+                return
         raise RuntimeError(f"{self.fn.name} did not start listening on port {self.port} within {timeout:.0f}s")
 
     def stop(self) -> None:
@@ -198,8 +203,11 @@ class LocalGateway:
             self.app, host="127.0.0.1", port=self.port, threads=16, ident="openfaas-iam-gateway"
         )
         try:
+            taken = {self.port}
             for p in self.processes:
-                p.start()
+                port = free_port(taken)
+                taken.add(port)
+                p.start(port)
             for p in self.processes:
                 p.wait_ready()
         except (RuntimeError, OSError):

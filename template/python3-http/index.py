@@ -220,7 +220,6 @@ def main() -> None:
         ident=None,
         # Only the watchdog (or the local gateway) reaches us; keep the X-Forwarded-* it sets.
         clear_untrusted_proxy_headers=False,
-        _quiet=True,
     )
 
 
