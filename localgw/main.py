@@ -175,7 +175,14 @@ class LocalGateway:
         self.port = port
         self.public_url = env.get("PUBLIC_GATEWAY_URL") or f"http://127.0.0.1:{port}"
         # Locally the signing keys live in the local secret folder, not a Kubernetes Secret.
-        subst_env = {"SIGNING_KEYS_STORE": "local", **env, "PUBLIC_GATEWAY_URL": self.public_url}
+        # and iam-authz's proxy forwards to this gateway (it answers /system/functions), never to a
+        # cluster address that does not exist here.
+        subst_env = {
+            "SIGNING_KEYS_STORE": "local",
+            "GATEWAY_URL": self.public_url,
+            **env,
+            "PUBLIC_GATEWAY_URL": self.public_url,
+        }
         self.stack: Stack = load_stack(stack_path, subst_env)
         state_dir = state_dir.resolve()
         self.state_dir = state_dir
