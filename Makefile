@@ -39,15 +39,17 @@ run: $(STAMP) ## run the bundle locally behind a gateway on 127.0.0.1 (PORT, def
 
 test: $(STAMP) $(IDP) browser ## the whole test suite, end-to-end tests against real peers included
 	@$(BIN)/ruff check .
+	@$(BIN)/mypy --no-error-summary
 	@$(BIN)/openfaas-iam lint -q examples/
 	@$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: $(STAMP) ## only the fast unit tests
 	@$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff (check and format) and the example IAM documents
+lint: $(STAMP) ## ruff (check and format), mypy on the core, and the example IAM documents
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
+	@$(BIN)/mypy
 	@$(BIN)/openfaas-iam lint examples/
 
 format: $(STAMP) ## format the code

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from .errors import ConfigError, StoreError
 from .loading import load_mapping_documents, load_paths
@@ -81,8 +81,8 @@ class KubernetesConfigSource:
         return self._config
 
     def _poll(self) -> None:
-        items = []
-        versions = []
+        items: list[dict[str, Any]] = []
+        versions: list[str] = []
         try:
             for plural in PLURALS:
                 doc = self.client.request(

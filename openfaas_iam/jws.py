@@ -98,7 +98,7 @@ _VERIFY: dict[str, Callable[[Any, bytes, bytes], None]] = {
     **{f"ES{b}": _ecdsa(b) for b in _SHA},
     "EdDSA": lambda key, sig, msg: key.verify(sig, msg),
 }
-_KEY_TYPES = {
+_KEY_TYPES: dict[str, type | tuple[type, ...]] = {
     "RS": rsa.RSAPublicKey,
     "PS": rsa.RSAPublicKey,
     "ES": ec.EllipticCurvePublicKey,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -505,7 +505,7 @@ def load_paths(paths: Iterable[str | Path]) -> IamConfig:
     return config
 
 
-def load_mapping_documents(items: list[Mapping[str, Any]], source: str) -> IamConfig:
+def load_mapping_documents(items: Sequence[Mapping[str, Any]], source: str) -> IamConfig:
     """Load objects already parsed (from the Kubernetes API) with the same validation."""
     problems: list[Problem] = []
     objects = parse_objects([(i, dict(x)) for i, x in enumerate(items, start=1)], source, problems)

@@ -37,11 +37,11 @@ class Router:
         path = event.path.rstrip("/") or "/"
         table = self._routes.get(path)
         if table is None:
-            for prefix, fn in self._prefixes:
+            for prefix, prefixed in self._prefixes:
                 if event.path.startswith(prefix):
-                    return fn(event)
+                    return prefixed(event)
             return not_found(event.path)
-        fn = table.get(event.method)
+        fn: Handler | None = table.get(event.method)
         if fn is None and event.method == "HEAD":
             fn = table.get("GET")
         if fn is None:

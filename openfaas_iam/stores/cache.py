@@ -90,10 +90,11 @@ class RedisCache:
         if not self.available:
             return None
         try:
-            return self.client.get(self.prefix + key)
+            value = self.client.get(self.prefix + key)
         except self._errors as e:
             self._fail("get", e)
             return None
+        return value.encode() if isinstance(value, str) else value
 
     def set(self, key: str, value: bytes, ttl: float) -> None:
         if not self.available:

@@ -12,7 +12,7 @@ import fcntl
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..errors import ConflictError, StoreError
 from ..keyset import Keyset, parse_keyset
@@ -94,7 +94,7 @@ class KubernetesSecretStore:
         return Versioned(parse_keyset(raw, self.name), str(doc.get("metadata", {}).get("resourceVersion", "")))
 
     def write(self, keyset: Keyset, version: str) -> str:
-        body = {
+        body: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": {"name": self.secret, "namespace": self.namespace, "resourceVersion": version},
