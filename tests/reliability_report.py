@@ -18,7 +18,7 @@ Sections between the markers are rewritten by `make fuzz` and `make soak`.
   the policy engine is checked against a plain reference reading of random policies (never an
   allow the policies do not grant); every endpoint of every function gets random requests
   through the local gateway and never answers 5xx.
-- **The adversarial corpus** (`tests/corpus/`, 90 cases kept as data): RFC 8725 attacks (alg
+- **The adversarial corpus** (`tests/corpus/`, 91 cases kept as data): RFC 8725 attacks (alg
   none, HMAC keyed with the public key, `jku`/`x5u`/embedded `jwk`, kid tricks), expired and
   not-yet-valid tokens, oversize and deeply nested input, invalid UTF-8, header injection,
   path tricks on the proxy (`..`, encoded slashes, double slashes), namespace smuggling between

@@ -96,6 +96,10 @@ def proxy(event):
     principal: Principal | None = None
     try:
         principal = authenticate(event)
+        for key in ("namespace", "name"):
+            # One value each: the gateway must act on exactly what was decided.
+            if len(event.query.getlist(key)) > 1:
+                raise BadApiRequest(f"the query names {key} more than once")
         call = map_call(event.method, event.path, event.query, event.body)
     except Unauthenticated as e:
         audit.api(api_event(None, event.path, event.method, [], 401), denied=True)
