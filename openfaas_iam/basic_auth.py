@@ -10,22 +10,17 @@ import base64
 import binascii
 import hmac
 
-from .watched_file import Unavailable, WatchedFile
+from .watched_file import Unavailable, WatchedFile, read_stripped
 
 Credentials = tuple[str, str]
-
-
-def _text(path: str) -> str:
-    with open(path) as f:
-        return f.read().strip()
 
 
 class AdminCredentials:
     """Read from the mounted secret on use (it may be rotated), never once at start-up."""
 
     def __init__(self, user_path: str, password_path: str) -> None:
-        self._user = WatchedFile(user_path, _text, what="gateway admin user")
-        self._password = WatchedFile(password_path, _text, what="gateway admin password")
+        self._user = WatchedFile(user_path, read_stripped, what="gateway admin user")
+        self._password = WatchedFile(password_path, read_stripped, what="gateway admin password")
 
     def __call__(self) -> Credentials | None:
         try:

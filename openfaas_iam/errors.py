@@ -90,12 +90,6 @@ class Unauthenticated(IamError):
     status = 401
 
 
-class Forbidden(IamError):
-    """A valid credential without the permission asked for: HTTP 403."""
-
-    status = 403
-
-
 class DiscoveryError(IamError):
     """An issuer's discovery document or JWKS could not be fetched or was refused."""
 

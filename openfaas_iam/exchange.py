@@ -239,12 +239,12 @@ class TokenExchange:
         *,
         own: bool,
     ) -> dict[str, Any]:
-        allow, deny = policy_index(config).invoke_resources(policies, subject)
+        index = policy_index(config)
+        allow, deny = index.invoke_resources(policies, subject)
         if not allow:
             raise InvalidRequest(
                 f"subject {subject['sub']} may not invoke any function (no Function:Invoke permission)"
             )
-        index = policy_index(config)
         for aud in req.audience:
             try:
                 _, fn = split_resource(aud)

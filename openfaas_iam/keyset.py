@@ -126,8 +126,12 @@ class Keyset:
         return cached
 
     def public_jwks(self) -> dict[str, list[dict[str, str]]]:
-        """Every key a verifier may meet: next, current and retired."""
-        return {"keys": [k.public_jwk() for k in self.keys]}
+        """Every key a verifier may meet: next, current and retired (computed once per keyset)."""
+        cached = self.__dict__.get("_public_jwks")
+        if cached is None:
+            cached = {"keys": [k.public_jwk() for k in self.keys]}
+            object.__setattr__(self, "_public_jwks", cached)
+        return cached
 
     def to_json(self) -> str:
         return json.dumps({"version": self.version, "keys": [k.to_json() for k in self.keys]}, indent=2)

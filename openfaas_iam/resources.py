@@ -21,10 +21,6 @@ class ResourcePattern:
     namespace: str  # "*" for the whole cluster
     function: str
 
-    @property
-    def has_variables(self) -> bool:
-        return "${" in self.text
-
 
 def parse_resource(text: str) -> ResourcePattern:
     """Parse and validate a resource; ValueError says what was expected."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import Forbidden, OAuthError, Unauthenticated
+from .errors import OAuthError, Unauthenticated
 
 Response = dict[str, Any]
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -33,10 +33,6 @@ def oauth_error(e: OAuthError) -> Response:
 def unauthenticated(e: Unauthenticated, realm: str = "openfaas-iam") -> Response:
     challenge = f'Bearer realm="{realm}", error="invalid_token", error_description="{_quote(str(e))}"'
     return error(401, "unauthorized", str(e), {"WWW-Authenticate": challenge})
-
-
-def forbidden(e: Forbidden) -> Response:
-    return error(403, "forbidden", str(e))
 
 
 def not_found(path: str) -> Response:

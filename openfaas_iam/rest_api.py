@@ -71,8 +71,17 @@ def _namespace(method: str, query: Mapping[str, str], body: dict[str, Any]) -> s
     return _name(ns, "namespace")
 
 
-def map_call(method: str, path: str, query: Mapping[str, str], raw_body: bytes) -> ApiCall:
-    """Map one /system/* request; raises NotCovered or BadApiRequest."""
+def map_call(
+    method: str, path: str, query: Mapping[str, str], raw_body: bytes, repeated: frozenset[str] = frozenset()
+) -> ApiCall:
+    """Map one /system/* request; raises NotCovered or BadApiRequest.
+
+    `query` holds each parameter's first value; `repeated` names those given more than once.
+    A repeated namespace or name is refused: the gateway must act on exactly what was decided.
+    """
+    for key in ("namespace", "name"):
+        if key in repeated:
+            raise BadApiRequest(f"the query names {key} more than once")
     if "\\" in path or "//" in path or any(seg in (".", "..") for seg in path.split("/")):
         raise NotCovered(f"path {path!r} is not a canonical API path")
     parts = path.strip("/").split("/")

@@ -71,11 +71,6 @@ def parse_token(token: str) -> Parsed:
     return Parsed(header, payload, token[: len(parts[0]) + 1 + len(parts[1])].encode("ascii"), parts[2])
 
 
-def split_token(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    parsed = parse_token(token)
-    return parsed.header, parsed.payload
-
-
 def _number(claims: Mapping[str, Any], name: str, required: bool) -> float | None:
     value = claims.get(name)
     if value is None:

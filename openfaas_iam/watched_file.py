@@ -20,6 +20,12 @@ T = TypeVar("T")
 log = logging.getLogger("openfaas_iam.files")
 
 
+def read_stripped(path: str) -> str:
+    """A single-value secret file (a password, a client secret) without surrounding whitespace."""
+    with open(path) as f:
+        return f.read().strip()
+
+
 class Unavailable(Exception):
     """No valid value has been read from the file yet."""
 
@@ -45,7 +51,6 @@ class WatchedFile(Generic[T]):
         self._next_check = 0.0
         self.generation = 0
         self.last_error: str | None = None
-        self.on_change: list[Callable[[T], None]] = []
 
     def get(self) -> T:
         """The value in force; raises Unavailable before the first good read."""
@@ -60,10 +65,6 @@ class WatchedFile(Generic[T]):
         if self._value is None:
             raise Unavailable(self.last_error or f"no {self.what} at {self.path}")
         return self._value
-
-    def force_check(self) -> None:
-        with self._lock:
-            self._next_check = 0.0
 
     def _maybe_reload(self) -> None:
         try:
@@ -86,5 +87,3 @@ class WatchedFile(Generic[T]):
         self._value = value
         self.generation += 1
         self.last_error = None
-        for callback in self.on_change:
-            callback(value)

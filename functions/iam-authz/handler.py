@@ -17,7 +17,7 @@ from openfaas_iam.routing import Router
 from openfaas_iam.runtime import Runtime
 from openfaas_iam.settings import Settings
 from openfaas_iam.verify import OwnTokenVerifier
-from openfaas_iam.watched_file import Unavailable, WatchedFile
+from openfaas_iam.watched_file import Unavailable, WatchedFile, read_stripped
 
 rt = Runtime.build(Settings.from_env(os.environ))
 s = rt.settings
@@ -26,16 +26,11 @@ s = rt.settings
 admin_credentials = AdminCredentials(s.secret_path("basic-auth-user"), s.secret_path("basic-auth-password"))
 
 
-def _text(path: str) -> str:
-    with open(path) as f:
-        return f.read().strip()
-
-
 sinks = []
 if s.audit_stream and rt.cache.shared is not None:
     sinks.append(RedisStreamSink(rt.cache.shared.client, s.redis_prefix + s.audit_stream))
 if s.audit_webhook_url:
-    secret_file = WatchedFile(s.secret_path(s.audit_webhook_secret), _text, what="audit webhook secret")
+    secret_file = WatchedFile(s.secret_path(s.audit_webhook_secret), read_stripped, what="audit webhook secret")
     sinks.append(WebhookSink(s.audit_webhook_url, lambda: secret_file.get().encode(), verify=s.ca_bundle or True))
 audit = AuditLog(sinks=sinks, verbs=s.audit_verbs)
 verifier = OwnTokenVerifier(s.issuer_url, rt.own_public_keys, leeway=1.0)
@@ -96,11 +91,8 @@ def proxy(event):
     principal: Principal | None = None
     try:
         principal = authenticate(event)
-        for key in ("namespace", "name"):
-            # One value each: the gateway must act on exactly what was decided.
-            if len(event.query.getlist(key)) > 1:
-                raise BadApiRequest(f"the query names {key} more than once")
-        call = map_call(event.method, event.path, event.query, event.body)
+        repeated = frozenset(k for k in event.query if len(event.query.getlist(k)) > 1)
+        call = map_call(event.method, event.path, event.query, event.body, repeated)
     except Unauthenticated as e:
         audit.api(api_event(None, event.path, event.method, [], 401), denied=True)
         return unauthenticated(e)

@@ -22,7 +22,7 @@ from openfaas_iam.routing import Router
 from openfaas_iam.runtime import Runtime
 from openfaas_iam.settings import Settings
 from openfaas_iam.signin import FLOW_COOKIE, SESSION_COOKIE, SignIn, SignInError, SsoSettings, cookie, parse_cookies
-from openfaas_iam.watched_file import Unavailable, WatchedFile
+from openfaas_iam.watched_file import Unavailable, WatchedFile, read_stripped
 
 rt = Runtime.build(Settings.from_env(os.environ))
 s = rt.settings
@@ -65,12 +65,7 @@ def token_wrong_method(event):
 # -- browser sign-in ------------------------------------------------------------------------------
 
 
-def _secret(path: str) -> str:
-    with open(path) as f:
-        return f.read().strip()
-
-
-_client_secret = WatchedFile(s.secret_path(s.sso_client_secret), _secret, what="SSO client secret")
+_client_secret = WatchedFile(s.secret_path(s.sso_client_secret), read_stripped, what="SSO client secret")
 _signin: SignIn | None = None
 BASE = "/"
 

@@ -132,3 +132,11 @@ def test_simulate_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     doc = json.loads(capsys.readouterr().out)
     assert doc["allowed"] and doc["matched"] == {"policy": "prod-ro", "sid": "read-only", "effect": "Allow"}
     assert doc["policies"] == ["staging-rw", "prod-ro"]
+
+
+def test_repeated_namespace_in_the_query_is_refused() -> None:
+    with pytest.raises(BadApiRequest, match="names namespace more than once"):
+        map_call("GET", "/system/functions", {"namespace": "dev"}, b"", frozenset({"namespace"}))
+    assert (
+        map_call("GET", "/system/functions", {"namespace": "dev", "x": "1"}, b"", frozenset({"x"})).resource == "dev:*"
+    )
