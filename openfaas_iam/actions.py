@@ -23,6 +23,9 @@ ACTIONS: tuple[str, ...] = (
     "Secret:Create",
     "Secret:Update",
     "Secret:Delete",
+    # openfaas-iam's own: may a deploy mount this secret into a function (and so read its value)?
+    # In the spirit of AWS iam:PassRole; OpenFaaS for Enterprises has no such action (see docs/policies.md).
+    "Secret:Mount",
     "Namespace:List",
     "Namespace:Get",
     "Namespace:Create",

@@ -47,9 +47,23 @@ def actor(claims: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 def api_event(
-    claims: Mapping[str, Any] | None, path: str, method: str, actions: list[str], response_code: int
+    claims: Mapping[str, Any] | None,
+    path: str,
+    method: str,
+    actions: list[str],
+    response_code: int,
+    *,
+    namespace: str = "",
+    name: str = "",
+    decision: str = "",
+    reason: str = "",
 ) -> dict[str, Any]:
-    return {
+    """OpenFaaS's API event, plus what openfaas-iam decided: the target and why.
+
+    `decision` is `allow` (forwarded), `deny` (refused by policy), `invalid` (refused before a
+    decision: 400, 401, 403 for a path outside the table, 429) and empty otherwise.
+    """
+    event: dict[str, Any] = {
         "actor": actor(claims),
         "path": path,
         "method": method,
@@ -57,6 +71,15 @@ def api_event(
         "response_code": response_code,
         "time": rfc3339_nano(),
     }
+    if namespace:
+        event["namespace"] = namespace
+    if name:
+        event["name"] = name
+    if decision:
+        event["decision"] = decision
+    if reason:
+        event["reason"] = reason
+    return event
 
 
 class Sink(Protocol):

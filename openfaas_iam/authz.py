@@ -12,6 +12,8 @@ from .basic_auth import matches, parse_basic
 from .errors import TokenError, Unauthenticated
 from .objects import IamConfig
 from .policy import Decision, Matched, policy_index
+from .protected import Protection
+from .rest_api import ApiCall
 from .verify import OwnTokenVerifier
 
 Credentials = tuple[str, str]
@@ -39,10 +41,12 @@ class Authorizer:
         config: Callable[[], IamConfig],
         verifier: OwnTokenVerifier,
         admin_credentials: Callable[[], Credentials | None],
+        protection: Protection | None = None,
     ) -> None:
         self.config = config
         self.verifier = verifier
         self.admin_credentials = admin_credentials
+        self.protection = protection or Protection()
 
     def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -75,7 +79,26 @@ class Authorizer:
     def decide(self, principal: Principal, action: str, resource: str) -> Decision:
         if principal.admin:
             return Decision(True, action, resource, Matched("admin", "basic-auth", "Allow"), "admin credentials")
-        return policy_index(self.config()).decide(principal.policies, action, resource, principal.claims)
+        exact_only = self.protection.protects(action, resource)
+        return policy_index(self.config()).decide(
+            principal.policies, action, resource, principal.claims, exact_only=exact_only
+        )
+
+    def decide_call(self, principal: Principal, call: ApiCall) -> Decision:
+        """Every permission the call needs (its own, each mounted secret, scaling labels) must hold.
+
+        The first refusal is the answer, naming the permission that failed and why it was asked.
+        """
+        first: Decision | None = None
+        for check in call.all_checks:
+            d = self.decide(principal, check.action, check.resource)
+            if not d.allowed:
+                if first is None:
+                    return d
+                return Decision(False, d.action, d.resource, d.matched, f"{d.reason} ({check.why})")
+            first = first or d
+        assert first is not None
+        return first
 
     def visible_namespaces(self, principal: Principal, namespaces: list[str]) -> list[str]:
         if principal.admin:

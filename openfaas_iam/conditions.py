@@ -8,8 +8,11 @@ Semantics follow OpenFaaS IAM where it defines them and AWS IAM where it does no
   `...IfExists` makes a missing claim satisfy any operator; `Null` tests presence;
 - `ForAnyValue:` needs one claim value to satisfy the operator (missing: false);
   `ForAllValues:` needs every value to (missing or empty: true);
-- without a set prefix a list claim satisfies a positive operator when any of its
-  values does, and a negated operator when none of its values is excluded.
+- a single-valued operator (no set prefix) on a claim with several values is ambiguous
+  and fails closed: it does not match in an Allow or a Role, and it does match in a Deny
+  (write `ForAnyValue:`/`ForAllValues:` for list claims such as `groups`, as AWS does);
+- `*` and `?` in `StringLike` never match a newline, so `*@example.com` cannot be
+  satisfied by `evil\n@example.com`.
 Conditions are compiled once, when the configuration loads.
 """
 
@@ -86,7 +89,7 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
             out.append(".")
         else:
             out.append(re.escape(ch))
-    return re.compile("".join(out), re.DOTALL)
+    return re.compile("".join(out))
 
 
 @dataclass(frozen=True)
@@ -113,8 +116,12 @@ def _value_predicate(op: Operator, values: tuple[str, ...]) -> Callable[[str], b
     return lambda v: any(r.fullmatch(v) for r in regexes)
 
 
-def compile_clause(clause: Clause) -> Test:
-    """A fast predicate over claims for one clause."""
+def compile_clause(clause: Clause, ambiguous: bool = False) -> Test:
+    """A fast predicate over claims for one clause.
+
+    `ambiguous` is the answer when a single-valued operator meets a claim with several
+    values: False where a match grants (Allow, Role), True where it takes away (Deny).
+    """
     op = parse_operator(clause.operator)
     key = clause.key
     if op.base == "null":
@@ -141,7 +148,9 @@ def compile_clause(clause: Clause) -> Test:
             return any(ok(v) for v in got)
         if not got:
             return negated
-        return all(ok(v) for v in got) if negated else any(ok(v) for v in got)
+        if len(got) > 1:
+            return ambiguous
+        return ok(got[0])
 
     return test
 
@@ -152,17 +161,27 @@ class Condition:
 
     clauses: tuple[Clause, ...]
 
-    def compile(self) -> Test:
-        tests = [compile_clause(c) for c in self.clauses]
+    def compile(self, ambiguous: bool = False) -> Test:
+        tests = [compile_clause(c, ambiguous) for c in self.clauses]
         if not tests:
             return lambda claims: True
         if len(tests) == 1:
             return tests[0]
         return lambda claims: all(t(claims) for t in tests)
 
-    def failing(self, claims: Mapping[str, Any]) -> list[Clause]:
+    def failing(self, claims: Mapping[str, Any], ambiguous: bool = False) -> list[Clause]:
         """The clauses that do not hold, for explanations in the simulator and audit."""
-        return [c for c in self.clauses if not compile_clause(c)(claims)]
+        return [c for c in self.clauses if not compile_clause(c, ambiguous)(claims)]
+
+    def ambiguous_clauses(self, claims: Mapping[str, Any]) -> list[Clause]:
+        """Clauses whose single-valued operator met a claim with several values (decided fail-closed)."""
+        out = []
+        for c in self.clauses:
+            op = parse_operator(c.operator)
+            got = lookup(claims, c.key)
+            if op.base != "null" and op.quantifier is None and got is not None and len(got) > 1:
+                out.append(c)
+        return out
 
 
 def validate_clause_key(key: str) -> str | None:

@@ -6,12 +6,12 @@ streamed back unchanged, so `faas-cli logs --follow` works through the proxy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import requests
 
-_PASS_REQUEST = ("Content-Type", "Accept", "Accept-Encoding", "User-Agent")
+_PASS_REQUEST = ("Accept", "Accept-Encoding", "User-Agent")
 _DROP_RESPONSE = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-encoding", "content-length", "te", "trailer", "upgrade"}
 )
@@ -57,18 +57,26 @@ class GatewayClient:
         self.session.trust_env = False
 
     def forward(
-        self, method: str, path: str, query: list[tuple[str, str]], body: bytes, headers: Mapping[str, str]
+        self,
+        method: str,
+        path: str,
+        query: Sequence[tuple[str, str]],
+        body: bytes | None,
+        headers: Mapping[str, str],
     ) -> Forwarded:
+        """Send exactly the canonical request the proxy decided on (path, query, body built by rest_api)."""
         creds = self.credentials()
         if creds is None:
             raise GatewayUnavailable("the gateway's admin credentials (secret basic-auth) are not mounted")
         out_headers = {k: headers[k] for k in _PASS_REQUEST if headers.get(k)}
+        if body is not None:
+            out_headers["Content-Type"] = "application/json"
         try:
             resp = self.session.request(
                 method,
                 self.url + path,
-                params=query,
-                data=body if body else None,
+                params=list(query),
+                data=body,
                 headers=out_headers,
                 auth=creds,
                 timeout=self.timeout,

@@ -73,7 +73,8 @@ class _Part:
         else:
             self.kind, self.regex = "exact", None
 
-    def match(self, value: str, claims: Claims) -> bool:
+    def match(self, value: str, claims: Claims, unresolved: bool = False) -> bool:
+        """`unresolved` answers for a template whose variables have no single plain value."""
         kind = self.kind
         if kind == "any":
             return True
@@ -82,7 +83,9 @@ class _Part:
         if kind == "glob":
             return self.regex.fullmatch(value) is not None  # type: ignore[union-attr]
         pattern = substitute(self.text, claims)
-        return pattern is not None and glob_regex(pattern).fullmatch(value) is not None
+        if pattern is None:
+            return unresolved
+        return glob_regex(pattern).fullmatch(value) is not None
 
     def render(self, claims: Claims) -> str | None:
         return substitute(self.text, claims) if self.kind == "template" else self.text
@@ -112,20 +115,34 @@ class CompiledStatement:
     actions: frozenset[str]
     resources: tuple[tuple[_Part, _Part] | None, ...]  # None: the whole-cluster `*`
     condition: Test | None
+    deny: bool = False  # a Deny fails closed: unresolvable variables and ambiguous conditions make it apply
 
     @property
     def matched(self) -> Matched:
         return Matched(self.policy, self.statement.sid, self.statement.effect)
 
     def covers(self, ns: str, fn: str, claims: Claims) -> bool:
-        for res in self.resources:  # noqa: SIM110 - a plain loop is faster on this hot path
-            if res is None or (res[0].match(ns, claims) and res[1].match(fn, claims)):
+        deny = self.deny
+        for res in self.resources:
+            if res is None or (res[0].match(ns, claims, deny) and res[1].match(fn, claims, deny)):
                 return True
         return False
 
-    def applies(self, ns: str, fn: str, claims: Claims) -> bool:
+    def covers_exactly(self, ns: str, fn: str) -> bool:
+        """Whether a resource names `ns:fn` literally (no wildcard, no variable): for protected targets."""
+        for res in self.resources:
+            if res is None or res[0].kind != "exact" or res[0].text != ns or res[1].text != fn:
+                continue
+            # `ns:*` is the exact name of a whole namespace (Namespace:* actions), never of a function.
+            if res[1].kind == "exact" or (fn == "*" and res[1].kind == "any"):
+                return True
+        return False
+
+    def applies(self, ns: str, fn: str, claims: Claims, exact_only: bool = False) -> bool:
         if self.condition is not None and not self.condition(claims):
             return False
+        if exact_only and not self.deny:
+            return self.covers_exactly(ns, fn)
         return self.covers(ns, fn, claims)
 
     def rendered_resources(self, claims: Claims) -> list[str]:
@@ -148,9 +165,9 @@ def compile_statement(policy: str, st: Statement) -> CompiledStatement:
     for text in st.resources:
         parsed = parse_resource(text)
         resources.append(None if text == "*" else (_Part(parsed.namespace), _Part(parsed.function)))
-    return CompiledStatement(
-        policy, st, frozenset(actions), tuple(resources), st.condition.compile() if st.condition else None
-    )
+    deny = st.effect == "Deny"
+    condition = st.condition.compile(ambiguous=deny) if st.condition else None
+    return CompiledStatement(policy, st, frozenset(actions), tuple(resources), condition, deny)
 
 
 def split_resource(resource: str) -> tuple[str, str]:
@@ -177,7 +194,11 @@ class PolicyIndex:
                     per_action.setdefault(action, []).append(cs)
             self.by_policy[policy.name] = per_action
 
-    def decide(self, policies: list[str], action: str, resource: str, claims: Claims) -> Decision:
+    def decide(
+        self, policies: list[str], action: str, resource: str, claims: Claims, exact_only: bool = False
+    ) -> Decision:
+        """Deny first, then Allow. With `exact_only` (a target the bundle protects), only an Allow
+        whose resource names the target literally counts: no wildcard grant reaches it."""
         canon = canonical_action(action)
         if canon is None:
             return Decision(False, action, resource, None, f"unknown action {action!r}")
@@ -188,8 +209,8 @@ class PolicyIndex:
         allow: CompiledStatement | None = None
         for name in policies:
             for cs in self.by_policy.get(name, {}).get(canon, ()):
-                if cs.applies(ns, fn, claims):
-                    if cs.statement.effect == "Deny":
+                if cs.applies(ns, fn, claims, exact_only):
+                    if cs.deny:
                         return Decision(
                             False,
                             canon,
@@ -208,6 +229,15 @@ class PolicyIndex:
                 f"allowed by policy {allow.policy}, statement {allow.statement.sid}",
             )
         named = ", ".join(policies) if policies else "none"
+        if exact_only:
+            return Decision(
+                False,
+                canon,
+                resource,
+                None,
+                f"{resource} belongs to openfaas-iam itself: only the gateway admin or a statement naming "
+                f"{resource} exactly may {canon} it (no statement of the token's policies ({named}) does)",
+            )
         return Decision(
             False, canon, resource, None, f"no statement of the token's policies ({named}) allows {canon} on {resource}"
         )

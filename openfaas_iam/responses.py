@@ -6,11 +6,21 @@ shapes here lets every function render errors the same way.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from typing import Any
 
 from .errors import OAuthError, Unauthenticated
 
 Response = dict[str, Any]
+log = logging.getLogger("openfaas_iam")
+NOT_READY = (
+    "openfaas-iam is not ready: its configuration is not loaded; operators find the reason in this function's "
+    "log and at GET /status on iam-authz (admin credentials)"
+)
+_not_ready_logged = 0.0
+_not_ready_lock = threading.Lock()
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -51,3 +61,24 @@ def method_not_allowed(method: str, allowed: list[str]) -> Response:
 def _quote(text: str) -> str:
     # RFC 6750 §3: error_description is a quoted-string without '"' or '\\'.
     return "".join(ch for ch in text if ch not in '"\\' and 0x20 <= ord(ch) < 0x7F)
+
+
+def not_ready_message(e: Exception) -> str:
+    """What an anonymous caller is told when the configuration is not loaded: nothing of the configuration.
+
+    The detail (file paths, every problem) goes to the log, at most every 30 s, and to the
+    authenticated status endpoint; callers only learn that the service is not ready.
+    """
+    global _not_ready_logged
+    now = time.monotonic()
+    with _not_ready_lock:
+        due = now - _not_ready_logged >= 30.0
+        if due:
+            _not_ready_logged = now
+    if due:
+        log.warning("not ready, answering 503: %s", e)
+    return NOT_READY
+
+
+def not_ready(e: Exception) -> Response:
+    return error(503, "not_ready", not_ready_message(e), {"Retry-After": "5"})

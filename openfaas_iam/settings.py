@@ -45,6 +45,10 @@ class Settings:
     service_account_dir: str = "/var/run/secrets/kubernetes.io/serviceaccount"
     gateway_url: str = "http://gateway.openfaas:8080"
     proxy_read_timeout: float = 300.0
+    max_streams_per_subject: int = 2  # open log streams per caller per replica
+    max_streams: int = 4  # per replica; keep it under the template's `threads` (8) so unary calls find a worker
+    bundle_namespace: str = "openfaas-fn"  # where the bundle's functions and secrets live
+    protected_secrets: frozenset[str] = frozenset()  # more secret names only an exact grant may touch
     audit_verbs: frozenset[str] = frozenset({"PUT", "POST", "DELETE"})
     audit_webhook_url: str = ""
     audit_webhook_secret: str = "audit-webhook-secret"
@@ -95,6 +99,10 @@ class Settings:
             service_account_dir=get("service_account_dir", "/var/run/secrets/kubernetes.io/serviceaccount"),
             gateway_url=get("gateway_url", "http://gateway.openfaas:8080"),
             proxy_read_timeout=float(get("proxy_read_timeout", "300")),
+            max_streams_per_subject=int(get("max_streams_per_subject", "2")),
+            max_streams=int(get("max_streams", str(max(1, int(get("threads", "8")) // 2)))),
+            bundle_namespace=get("bundle_namespace", "openfaas-fn"),
+            protected_secrets=frozenset(n.strip() for n in get("protected_secrets").split(",") if n.strip()),
             audit_verbs=frozenset(
                 v.strip().upper() for v in get("audit_verbs", "PUT,POST,DELETE").split(",") if v.strip()
             ),

@@ -9,10 +9,12 @@ from openfaas_iam.audit import AuditLog, RedisStreamSink, WebhookSink, api_event
 from openfaas_iam.authz import Authorizer, Principal
 from openfaas_iam.basic_auth import AdminCredentials
 from openfaas_iam.errors import Unauthenticated
+from openfaas_iam.fair_share import OverLimit, StreamLimiter
 from openfaas_iam.gateway_client import GatewayClient, GatewayUnavailable
 from openfaas_iam.policy import Decision
-from openfaas_iam.responses import error, json_response, unauthenticated
-from openfaas_iam.rest_api import BadApiRequest, NotCovered, map_call
+from openfaas_iam.protected import Protection
+from openfaas_iam.responses import error, json_response, not_ready, unauthenticated
+from openfaas_iam.rest_api import ApiCall, BadApiRequest, NotCovered, map_call
 from openfaas_iam.routing import Router
 from openfaas_iam.runtime import Runtime
 from openfaas_iam.settings import Settings
@@ -34,7 +36,14 @@ if s.audit_webhook_url:
     sinks.append(WebhookSink(s.audit_webhook_url, lambda: secret_file.get().encode(), verify=s.ca_bundle or True))
 audit = AuditLog(sinks=sinks, verbs=s.audit_verbs)
 verifier = OwnTokenVerifier(s.issuer_url, rt.own_public_keys, leeway=1.0)
-authorizer = Authorizer(config=rt.config.get, verifier=verifier, admin_credentials=admin_credentials)
+protection = Protection(
+    namespace=s.bundle_namespace,
+    extra_secrets=s.protected_secrets | {s.audit_webhook_secret, s.sso_client_secret, s.signing_keys_secret},
+)
+authorizer = Authorizer(
+    config=rt.config.get, verifier=verifier, admin_credentials=admin_credentials, protection=protection
+)
+streams = StreamLimiter(per_subject=s.max_streams_per_subject, total=s.max_streams)
 gateway = GatewayClient(s.gateway_url, admin_credentials, read_timeout=s.proxy_read_timeout, verify=s.ca_bundle or True)
 router = Router()
 MAX_CHECKS = 100
@@ -72,7 +81,7 @@ def authorize(event):
     try:
         results = [decision_json(authorizer.decide(principal, c["action"], c["resource"]), principal) for c in checks]
     except Unavailable as e:
-        return error(503, "config_unavailable", str(e))
+        return not_ready(e)
     return json_response(200, results if isinstance(doc, list) else results[0])
 
 
@@ -83,48 +92,146 @@ def whoami(event):
     except Unauthenticated as e:
         return unauthenticated(e)
     except Unavailable as e:
-        return error(503, "config_unavailable", str(e))
+        return not_ready(e)
+
+
+def refused(
+    principal: Principal | None, event, status: int, reason: str, call: ApiCall | None = None, decision: str = "invalid"
+) -> None:
+    """Every refused call is audited, whatever its verb, with what was decided and why."""
+    audit.api(
+        api_event(
+            principal.claims if principal else None,
+            event.path,
+            event.method,
+            [call.action] if call else [],
+            status,
+            namespace=call.namespace if call else "",
+            name=call.name if call else "",
+            decision=decision,
+            reason=reason,
+        ),
+        denied=True,
+    )
 
 
 @router.prefix("/system/")
 def proxy(event):
-    principal: Principal | None = None
+    """Authenticate, map, decide, then forward exactly the canonical request that was decided on."""
     try:
         principal = authenticate(event)
+    except Unauthenticated as e:
+        refused(None, event, 401, str(e))
+        return unauthenticated(e)
+    try:
         repeated = frozenset(k for k in event.query if len(event.query.getlist(k)) > 1)
         call = map_call(event.method, event.path, event.query, event.body, repeated)
-    except Unauthenticated as e:
-        audit.api(api_event(None, event.path, event.method, [], 401), denied=True)
-        return unauthenticated(e)
     except NotCovered as e:
-        audit.api(api_event(principal.claims, event.path, event.method, [], 403), denied=True)
+        refused(principal, event, 403, str(e))
         return error(403, "forbidden", f"{e}; it is not forwarded")
     except BadApiRequest as e:
-        return error(400, "invalid_request", str(e))
+        refused(principal, event, 400, str(e))
+        return error(400, "invalid_request", f"{e}; it is not forwarded")
     try:
-        decision = authorizer.decide(principal, call.action, call.resource)
+        decision = authorizer.decide_call(principal, call)
     except Unavailable as e:
-        return error(503, "config_unavailable", str(e))
+        refused(principal, event, 503, "configuration not loaded", call, decision="")
+        return not_ready(e)
     # A namespace list is filtered to what the caller may see, never refused (as in OpenFaaS).
     if not decision.allowed and not call.filter_namespaces:
-        audit.api(api_event(principal.claims, event.path, event.method, [call.action], 403), denied=True)
+        refused(principal, event, 403, decision.reason, call, decision="deny")
         return json_response(
-            403, {"error": "forbidden", "message": decision.reason, "action": call.action, "resource": call.resource}
+            403,
+            {
+                "error": "forbidden",
+                "message": decision.reason,
+                "action": decision.action,
+                "resource": decision.resource,
+            },
         )
-    query = [(k, v) for k in event.query for v in event.query.getlist(k)]
+    if call.stream:
+        try:
+            streams.acquire(principal.subject)
+        except OverLimit as e:
+            refused(principal, event, 429, str(e), call)
+            return error(429, "too_many_requests", str(e), {"Retry-After": str(e.retry_after)})
+    forwarded = False
     try:
-        fwd = gateway.forward(event.method, call.path, query, event.body, event.headers)
-        audit.api(api_event(principal.claims, event.path, event.method, [call.action], fwd.status))
+        fwd = gateway.forward(event.method, call.path, call.query, call.body, event.headers)
+        forwarded = True
+        audit.api(
+            api_event(
+                principal.claims,
+                event.path,
+                event.method,
+                [call.action],
+                fwd.status,
+                namespace=call.namespace,
+                name=call.name,
+                decision="allow",
+                reason=decision.reason,
+            )
+        )
         if call.filter_namespaces and fwd.status == 200:
             names = json_codec.loads(fwd.read(4 * 1024 * 1024))
             visible = authorizer.visible_namespaces(principal, [n for n in names if isinstance(n, str)])
             return json_response(200, visible)
     except GatewayUnavailable as e:
-        audit.api(api_event(principal.claims, event.path, event.method, [call.action], 502))
+        audit.api(
+            api_event(
+                principal.claims,
+                event.path,
+                event.method,
+                [call.action],
+                502,
+                namespace=call.namespace,
+                name=call.name,
+                decision="allow",
+                reason=str(e),
+            )
+        )
         return error(502, "bad_gateway", str(e))
     except ValueError:
         return error(502, "bad_gateway", "the gateway's namespace list was not JSON")
-    return {"statusCode": fwd.status, "headers": fwd.headers, "body": fwd.body}
+    finally:
+        if call.stream and not forwarded:
+            streams.release(principal.subject)
+    body = streams.guard(principal.subject, fwd.body) if call.stream else fwd.body
+    return {"statusCode": fwd.status, "headers": fwd.headers, "body": body}
+
+
+@router.route("/status", "GET")
+def status(event):
+    """For operators: the configuration's state and problems (admin, or a token allowed System:Info)."""
+    try:
+        principal = authenticate(event)
+    except Unauthenticated as e:
+        return unauthenticated(e)
+    try:
+        allowed = authorizer.decide(principal, "System:Info", "*").allowed
+    except Unavailable:
+        allowed = principal.admin
+    if not allowed:
+        return error(403, "forbidden", "the status needs the gateway admin or System:Info")
+    problems = getattr(rt.config, "last_error", None)
+    try:
+        config = rt.config.get()
+        loaded = {"issuers": len(config.issuers), "policies": len(config.policies), "roles": len(config.roles)}
+    except Unavailable as e:
+        loaded, problems = None, str(e)
+    return json_response(
+        200,
+        {
+            "ready": loaded is not None,
+            "config": {
+                "loaded": loaded,
+                "in_force": "last good" if loaded and problems else "current",
+                "problems": problems,
+            },
+            "log_streams_open": streams.open_streams(),
+        },
+        {"Cache-Control": "no-store"},
+    )
 
 
 @router.route("/healthz", "GET")

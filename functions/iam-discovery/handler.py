@@ -6,7 +6,7 @@ import os
 
 from openfaas_iam.errors import DiscoveryError
 from openfaas_iam.own_discovery import discovery_document
-from openfaas_iam.responses import error, json_response
+from openfaas_iam.responses import error, json_response, not_ready
 from openfaas_iam.routing import Router
 from openfaas_iam.runtime import Runtime
 from openfaas_iam.settings import Settings
@@ -36,7 +36,7 @@ def issuers(event):
     try:
         config = rt.config.get()
     except Unavailable as e:
-        return error(503, "config_unavailable", str(e))
+        return not_ready(e)
     return json_response(200, {"issuers": rt.jwks.status(config.issuers)})
 
 
@@ -47,7 +47,7 @@ def refresh(event):
     try:
         config = rt.config.get()
     except Unavailable as e:
-        return error(503, "config_unavailable", str(e))
+        return not_ready(e)
     results = {}
     for issuer in config.issuers:
         try:

@@ -17,7 +17,7 @@ from openfaas_iam.audit import AuditLog
 from openfaas_iam.errors import InvalidRequest, OAuthError
 from openfaas_iam.exchange import TokenExchange, parse_request
 from openfaas_iam.jws import decode_json
-from openfaas_iam.responses import NO_STORE, json_response, oauth_error
+from openfaas_iam.responses import NO_STORE, json_response, not_ready_message, oauth_error
 from openfaas_iam.routing import Router
 from openfaas_iam.runtime import Runtime
 from openfaas_iam.settings import Settings
@@ -50,7 +50,7 @@ def token(event):
     except OAuthError as e:
         return oauth_error(e)
     except Unavailable as e:
-        return oauth_error(OAuthError("temporarily_unavailable", f"the token service is not ready: {e}", 503))
+        return oauth_error(OAuthError("temporarily_unavailable", not_ready_message(e), 503))
 
 
 @router.route("/oauth/token", "GET", "PUT", "PATCH", "DELETE")
@@ -101,6 +101,12 @@ def html(status: int, rendered: tuple[str, dict[str, str]], cookies: list[str] =
     return {"statusCode": status, "body": body, "headers": list(headers.items()) + [("Set-Cookie", c) for c in cookies]}
 
 
+def unavailable(e: Exception) -> dict:
+    return failed(
+        SignInError("Sign-in is not available", "The IAM configuration is not loaded yet.", 503, not_ready_message(e))
+    )
+
+
 def failed(e: SignInError) -> dict:
     return html(e.status, pages.error(BASE, e.title, e.message, e.detail))
 
@@ -137,7 +143,7 @@ def home(event):
     except SignInError as e:
         return failed(e)
     except Unavailable as e:
-        return failed(SignInError("Sign-in is not available", "The IAM configuration is not loaded yet.", 503, str(e)))
+        return unavailable(e)
 
 
 @router.route("/login", "GET")
@@ -147,7 +153,7 @@ def login(event):
     except SignInError as e:
         return failed(e)
     except Unavailable as e:
-        return failed(SignInError("Sign-in is not available", "The IAM configuration is not loaded yet.", 503, str(e)))
+        return unavailable(e)
     return {
         "statusCode": 302,
         "body": "",
@@ -167,7 +173,7 @@ def callback(event):
             [cookie(FLOW_COOKIE, "", _sso(), 0)] if _signin else [],
         )
     except Unavailable as e:
-        return failed(SignInError("Sign-in is not available", "The IAM configuration is not loaded yet.", 503, str(e)))
+        return unavailable(e)
     cookies = [cookie(FLOW_COOKIE, "", si.sso, 0), cookie(SESSION_COOKIE, sealed, si.sso, 12 * 3600)]
     return {
         "statusCode": 303,

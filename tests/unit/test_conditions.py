@@ -59,8 +59,13 @@ def check(op: str, key: str, *values: str) -> bool:
         ("ForAllValues:StringEquals", "jwt:empty", ("dev",), True),
         ("ForAnyValue:StringNotEquals", "jwt:groups", ("dev",), True),
         ("ForAllValues:StringNotLike", "jwt:groups", ("adm*",), True),
-        ("StringEquals", "jwt:groups", ("ops",), True),
+        # A single-valued operator on a claim with several values is ambiguous: it never grants.
+        ("StringEquals", "jwt:groups", ("ops",), False),
+        ("StringEquals", "jwt:groups", ("dev", "ops"), False),
+        ("StringLike", "jwt:groups", ("*",), False),
         ("StringNotEquals", "jwt:groups", ("ops",), False),
+        ("StringNotEquals", "jwt:groups", ("admin",), False),
+        ("StringEquals", "jwt:single_group", ("dev",), True),
         ("StringEquals", "jwt:verified", ("true",), True),
         ("StringEquals", "jwt:/kubernetes.io/namespace", ("tools",), True),
         ("StringEquals", "jwt:/kubernetes.io/serviceaccount/name", ("release-bot",), True),
@@ -91,3 +96,22 @@ def test_lookup_normalises_values() -> None:
     assert lookup(CLAIMS, "jwt:single_group") == ("dev",)
     assert lookup(CLAIMS, "jwt:missing") is None
     assert lookup({"n": 3}, "jwt:n") == ("3",)
+
+
+def test_ambiguous_single_valued_operator_fails_closed_both_ways() -> None:
+    """In an Allow or a Role it does not match; in a Deny (ambiguous=True) it does."""
+    clause = Clause("StringEquals", "jwt:groups", ("contractors",))
+    assert compile_clause(clause, ambiguous=False)(CLAIMS) is False
+    assert compile_clause(clause, ambiguous=True)(CLAIMS) is True
+    assert Condition((clause,)).ambiguous_clauses(CLAIMS) == [clause]
+    # One value is not ambiguous, whichever way the result is wanted.
+    assert compile_clause(Clause("StringEquals", "jwt:sub", ("user-1",)), ambiguous=True)(CLAIMS) is True
+    assert compile_clause(Clause("StringEquals", "jwt:sub", ("x",)), ambiguous=True)(CLAIMS) is False
+
+
+@pytest.mark.parametrize("value", ["evil\n@example.com", "evil@example.com\n", "\n"])
+def test_like_never_matches_across_a_newline(value: str) -> None:
+    clause = Clause("StringLike", "jwt:email", ("*@example.com",))
+    assert compile_clause(clause)({"email": value}) is False
+    assert compile_clause(Clause("StringLike", "jwt:email", ("*",)))({"email": value}) is False
+    assert compile_clause(clause)({"email": "ada@example.com"}) is True
