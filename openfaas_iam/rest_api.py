@@ -15,8 +15,8 @@ Which field decides the target, as the providers read it (faas-netes CE and faas
 | `DELETE /system/functions` | **query** (body ignored) | body `namespace` | body `functionName` |
 | `POST /system/scale-function/{n}` | **query** (body ignored) | body `namespace` | path; faasd: body `serviceName` |
 | `GET /system/secrets` | query | query | - |
-| `POST /system/secrets` | body `namespace` | body `namespace` | body `name` |
-| `PUT`/`DELETE /system/secrets` | body `namespace` | **query** | body `name` |
+| `POST`/`PUT /system/secrets` | body `namespace` | body `namespace` | body `name` |
+| `DELETE /system/secrets` | body `namespace` | **query** | body `name` |
 | `/system/namespace/{n}` (Enterprise) | path | path | path, body `name` |
 
 Bodies are decoded by Go's `encoding/json`: keys match case-insensitively and the last

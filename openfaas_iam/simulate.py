@@ -13,7 +13,9 @@ from typing import Any
 from .actions import canonical_action
 from .claims import lookup
 from .objects import IamConfig, Role
-from .policy import Decision, policy_index, split_resource
+from .policy import Decision, policy_index, split_resource, substitute
+from .protected import Protection
+from .resources import VARIABLE
 from .roles import compile_role
 
 
@@ -34,6 +36,7 @@ class StatementResult:
     resource_matches: bool
     condition_holds: bool
     failing_conditions: list[str]
+    notes: list[str] = field(default_factory=list)  # fail-closed rules that decided this statement
 
     @property
     def applies(self) -> bool:
@@ -89,7 +92,9 @@ def simulate(config: IamConfig, claims: Mapping[str, Any], action: str, resource
                     seen.setdefault(p, None)
         policies = list(seen)
     index = policy_index(config)
-    decision = index.decide(policies, action, resource, claims)
+    canon_action = canonical_action(action) or action
+    exact_only = Protection().protects(canon_action, resource)
+    decision = index.decide(policies, action, resource, claims, exact_only=exact_only)
     statements: list[StatementResult] = []
     canon = canonical_action(action)
     try:
@@ -98,16 +103,39 @@ def simulate(config: IamConfig, claims: Mapping[str, Any], action: str, resource
         ns, fn = None, None
     for name in policies:
         for cs in index.statements.get(name, []):
-            failing = cs.statement.condition.failing(claims) if cs.statement.condition else []
+            condition = cs.statement.condition
+            failing = condition.failing(claims, ambiguous=cs.deny) if condition else []
+            notes = []
+            for clause in condition.ambiguous_clauses(claims) if condition else []:
+                outcome = "applies (a Deny fails closed)" if cs.deny else "does not match (write ForAnyValue:)"
+                notes.append(
+                    f"{clause.operator} on {clause.key}: the token has several values, so the single-valued "
+                    f"operator is ambiguous and {outcome}"
+                )
+            for text in cs.statement.resources:
+                for var in VARIABLE.findall(text):
+                    if substitute("${" + var + "}", claims) is None:
+                        outcome = "the Deny applies to every resource (fail closed)" if cs.deny else "it covers nothing"
+                        notes.append(f"${{{var}}} in {text} has no single plain value in the token, so {outcome}")
+            if exact_only and not cs.deny and ns is not None and not cs.covers_exactly(ns, fn or ""):
+                notes.append(
+                    f"{resource} belongs to openfaas-iam itself: only a statement naming it exactly can allow {canon}"
+                )
             statements.append(
                 StatementResult(
                     policy=name,
                     sid=cs.statement.sid,
                     effect=cs.statement.effect,
                     action_matches=canon in cs.actions if canon else False,
-                    resource_matches=ns is not None and cs.covers(ns, fn or "", claims),
+                    resource_matches=ns is not None
+                    and (
+                        cs.covers_exactly(ns, fn or "")
+                        if exact_only and not cs.deny
+                        else cs.covers(ns, fn or "", claims)
+                    ),
                     condition_holds=not failing,
                     failing_conditions=[f"{c.operator} {c.key} {list(c.values)}" for c in failing],
+                    notes=notes,
                 )
             )
     return Simulation(roles, policies, decision, statements, from_token)

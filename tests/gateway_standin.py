@@ -1,8 +1,10 @@
 """A stand-in for the OpenFaaS gateway's REST API (no real gateway can run here).
 
-Written from the documented contract (platform.md): `/system/*` behind basic auth
-(admin + the basic-auth secret), the namespace in the query for GET and in the JSON
-body for writes (default openfaas-fn), PUT on an unknown function answers 404 so
+Written from the documented contract (platform.md, real-peers.md): `/system/*` behind basic
+auth (admin + the basic-auth secret), bodies decoded like Go's encoding/json
+(case-insensitive keys, the last one wins), the namespace read where faas-netes reads it
+(query for GET, delete and scale; body for deploys and secret writes; default
+openfaas-fn), each request's target recorded as faas-netes and faasd would act on it, PUT on an unknown function answers 404 so
 faas-cli falls back to POST, logs are a streamed ndjson body. It records every
 request that reached it, so tests can prove that nothing denied ever did.
 """
@@ -20,6 +22,11 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from go_reader import faas_netes_target, faasd_target, go_unmarshal, secrets_mounted
+
+# Every field the routes below read, decoded the way Go does (case-insensitive, last key wins).
+_FIELDS = ("service", "image", "namespace", "functionName", "serviceName", "replicas", "name", "value", "secrets")
+
 
 class GatewayStandIn:
     def __init__(self, credentials: Callable[[], tuple[str, str]]) -> None:
@@ -31,6 +38,7 @@ class GatewayStandIn:
         self.secrets: dict[tuple[str, str], str] = {}
         self.namespaces = ["openfaas-fn", "staging", "prod", "dev-alice", "dev-bob"]
         self.log_delay = 0.05
+        self.log_lines = 3
         stand_in = self
 
         self.connections: set[Any] = set()
@@ -66,16 +74,36 @@ class GatewayStandIn:
                 expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
                 authed = self.headers.get("Authorization") == expected
                 try:
-                    body = json.loads(raw) if raw else {}
+                    body = go_unmarshal(raw, _FIELDS)
+                    bad_body = False
                 except (ValueError, RecursionError):
-                    body = {"_raw": raw.decode("utf-8", "replace")}
-                if not isinstance(body, dict):  # the real gateway answers 400 to such bodies, never drops the line
-                    body = {"_raw": body}
+                    body, bad_body = {"_raw": raw.decode("utf-8", "replace")}, True
+                try:
+                    target = faas_netes_target(self.command, url.path, query, raw)
+                    target_faasd = faasd_target(self.command, url.path, query, raw)
+                    mounts = secrets_mounted(raw) if url.path == "/system/functions" else []
+                except (ValueError, RecursionError):
+                    target = target_faasd = None
+                    mounts = []
                 stand_in.requests.append(
-                    {"method": self.command, "path": url.path, "query": query, "body": body, "authed": authed}
+                    {
+                        "method": self.command,
+                        "path": url.path,
+                        "query": query,
+                        "raw_query": url.query,
+                        "body": body,
+                        "raw": raw,
+                        "authed": authed,
+                        "target": target,
+                        "target_faasd": target_faasd,
+                        "secrets": mounts,
+                    }
                 )
                 if not authed:
                     self._reply(401, b"Unauthorized", "text/plain")
+                    return
+                if bad_body:  # encoding/json refuses it: the providers answer 400
+                    self._reply(400, b"unable to unmarshal the request body", "text/plain")
                     return
                 stand_in.route(self, self.command, url.path, query, body)
 
@@ -130,21 +158,25 @@ class GatewayStandIn:
                     "image": body.get("image"),
                 }
                 return h._reply(202)
-            if method == "DELETE":
-                if self.functions.pop((ns_b, body.get("functionName")), None) is None:
+            if method == "DELETE":  # faas-netes reads this namespace from the query, never the body
+                if self.functions.pop((ns_q, body.get("functionName")), None) is None:
                     return h._reply(404, b"function not found", "text/plain")
                 return h._reply(202)
         if path.startswith("/system/function/") and method == "GET":
             fn = self.functions.get((ns_q, path.rsplit("/", 1)[1]))
             return h._reply(200, fn) if fn else h._reply(404, b"function not found", "text/plain")
-        if path.startswith("/system/scale-function/") and method == "POST":
+        if path.startswith("/system/scale-function/") and method == "POST":  # namespace from the query
+            fn = self.functions.get((ns_q, path.rsplit("/", 1)[1]))
+            if fn is None:
+                return h._reply(404, b"function not found", "text/plain")
+            fn["replicas"] = body.get("replicas", 0)
             return h._reply(202)
         if path == "/system/logs" and method == "GET":
             h.send_response(200)
             h.send_header("Content-Type", "application/x-ndjson")
             h.send_header("Transfer-Encoding", "chunked")
             h.end_headers()
-            for i in range(3):
+            for i in range(self.log_lines):
                 line = (
                     json.dumps(
                         {"name": query.get("name"), "namespace": ns_q, "text": f"line {i}", "timestamp": time.time()}

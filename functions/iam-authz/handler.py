@@ -131,7 +131,7 @@ def proxy(event):
         return error(403, "forbidden", f"{e}; it is not forwarded")
     except BadApiRequest as e:
         refused(principal, event, 400, str(e))
-        return error(400, "invalid_request", f"{e}; it is not forwarded")
+        return error(400, "invalid_request", str(e))
     try:
         decision = authorizer.decide_call(principal, call)
     except Unavailable as e:

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--claims", required=True, metavar="FILE", help="token claims as JSON, or a JWT (- for standard input)"
     )
-    p.add_argument("--action", required=True, help="e.g. Function:Deploy, Secret:List")
+    p.add_argument("--action", required=True, help="e.g. Function:Create, Secret:List, Secret:Mount")
     p.add_argument("--resource", required=True, help="e.g. staging:env, staging:*, *")
     p.add_argument("--json", action="store_true", help="print the explanation as JSON")
     p.set_defaults(run=run)
@@ -88,5 +88,7 @@ def run(args: argparse.Namespace) -> int:
         if not s.condition_holds:
             detail.append("condition fails: " + "; ".join(s.failing_conditions))
         print(f"  {state} {s.policy}/{s.sid} ({s.effect})" + (f"  - {', '.join(detail)}" if detail else ""))
+        for note in s.notes:
+            print(f"           note: {note}")
     print(f"\ndecision  {'ALLOW' if d.allowed else 'DENY'} {d.action} on {d.resource}: {d.reason}")
     return 0 if d.allowed else 1
