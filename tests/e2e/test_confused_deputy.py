@@ -687,3 +687,50 @@ def test_log_streams_are_limited_per_caller_and_unary_calls_keep_their_latency(e
         timeout=15,
     )
     assert r.status_code == 200, r.text
+
+
+def test_status_is_for_operators_only(env: Env) -> None:
+    assert requests.get(f"{env.authz}/status", timeout=10).status_code == 401
+    r = requests.get(f"{env.authz}/status", headers={"Authorization": env.auth("dev-user")}, timeout=10)
+    assert r.status_code == 403
+    r = requests.get(f"{env.authz}/status", headers={"Authorization": env.auth("admin")}, timeout=10)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["ready"] is True and body["config"]["loaded"]["roles"] == 7 and body["config"]["problems"] is None
+
+
+def test_not_ready_tells_anonymous_callers_nothing_of_the_configuration(tmp_path: Any, redis_url: str) -> None:
+    broken = tmp_path / "iam.json"
+    bad = [
+        {
+            "apiVersion": "iam.openfaas.com/v1",
+            "kind": "Policy",
+            "metadata": {"name": "secret-internal-policy-name"},
+            "spec": {"statement": [{"sid": "s", "effect": "Allow", "action": ["Function:Lgos"], "resource": ["*"]}]},
+        }
+    ]
+    broken.write_text(json.dumps(bad))
+    gw = start_gateway(tmp_path, stack=make_project(tmp_path), iam_config=broken, env={"REDIS_URL": redis_url})
+    try:
+        base = f"http://127.0.0.1:{gw.port}/function"
+        token = requests.post(
+            f"{base}/iam-token/oauth/token",
+            data={"grant_type": EXCHANGE, "subject_token": "x.y.z", "subject_token_type": ID_TOKEN},
+            timeout=10,
+        )
+        issuers = requests.get(f"{base}/iam-discovery/issuers", timeout=10)
+        refresh = requests.post(f"{base}/iam-discovery/refresh", timeout=10)
+        for r in (token, issuers, refresh):
+            assert r.status_code == 503, r.text
+            assert "not ready" in r.text
+            for leak in ("secret-internal-policy-name", "Lgos", str(broken), "iam.json"):
+                assert leak not in r.text, (leak, r.text)
+        assert token.json()["error"] == "temporarily_unavailable"
+        folder = tmp_path / "state" / "secrets" / "basic-auth"
+        user = (folder / "basic-auth-user").read_text()
+        password = (folder / "basic-auth-password").read_text()
+        status = requests.get(f"{base}/iam-authz/status", auth=(user, password), timeout=10)
+        assert status.status_code == 200, status.text
+        assert status.json()["ready"] is False and "Function:Lgos" in status.json()["config"]["problems"]
+    finally:
+        gw.stop()
