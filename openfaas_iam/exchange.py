@@ -20,7 +20,7 @@ from .jwks_cache import JwksCache
 from .keyset import Keyset
 from .mint import api_token_claims, function_token_claims, sign
 from .objects import IamConfig
-from .policy import policy_index, resource_matches, split_resource
+from .policy import policy_index, safe_permissions, split_resource
 from .roles import role_matcher
 from .verify import OwnTokenVerifier, parse_token, verify_subject_token
 
@@ -252,7 +252,21 @@ class TokenExchange:
                 raise InvalidTarget(f"audience {aud!r} is not a function; use <namespace>:<function>") from None
             if fn == "*" or not index.decide(policies, "Function:Invoke", aud, subject).allowed:
                 raise InvalidTarget(f"audience {aud} is outside the subject's Function:Invoke permissions")
-        permissions = [p for p in allow if not any(resource_matches(d, p) for d in deny)]
+        # The token must be safe for a verifier that reads only `permissions` and `audience` (the real
+        # of-watchdog ignores `deny`): no permission may cover a function a Deny forbids. With an
+        # audience the permissions are exactly the audience, each decided above with its Denies; without
+        # one, a pattern that overlaps a Deny is left out (narrowed), and if nothing is left the request
+        # is refused with the way out.
+        if req.audience:
+            permissions = list(dict.fromkeys(req.audience))
+        else:
+            permissions = safe_permissions(allow, deny)
+            if not permissions:
+                raise InvalidTarget(
+                    f"subject {subject['sub']} may invoke {', '.join(allow)} except {', '.join(deny)}; a function "
+                    "token cannot carry such exceptions safely, so ask for the functions you need: "
+                    "audience=<namespace>:<function> (repeatable)"
+                )
         sub = subject["sub"] if own else f"fed:{subject['sub']}"
         fed_iss = subject.get("fed:iss") if own else subject["iss"]
         issuer = config.issuer(str(fed_iss)) if fed_iss else None

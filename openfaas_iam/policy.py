@@ -286,14 +286,60 @@ class PolicyIndex:
             for cs in self.by_policy.get(name, {}).get("Function:Invoke", ()):
                 if cs.condition is not None and not cs.condition(claims):
                     continue
-                target = deny if cs.statement.effect == "Deny" else allow
-                for r in cs.rendered_resources(claims):
+                target = deny if cs.deny else allow
+                rendered = cs.rendered_resources(claims)
+                if cs.deny and len(rendered) < len(cs.resources):
+                    # A Deny whose variable has no single value applies everywhere (fail closed).
+                    rendered = ["*"]
+                for r in rendered:
                     target.setdefault(r, None)
         return list(allow), list(deny)
 
 
 def policy_index(config: IamConfig) -> PolicyIndex:
     return config.derived("policies", PolicyIndex)
+
+
+def globs_intersect(a: str, b: str) -> bool:
+    """Whether some name matches both `*`/`?` globs: a Deny that overlaps an Allow at all."""
+    seen: dict[tuple[int, int], bool] = {}
+
+    def f(i: int, j: int) -> bool:
+        key = (i, j)
+        if key in seen:
+            return seen[key]
+        seen[key] = False  # no cycles: every step consumes from a or b
+        if i == len(a) and j == len(b):
+            out = True
+        elif i < len(a) and a[i] == "*":
+            out = f(i + 1, j) or (j < len(b) and f(i, j + 1))
+        elif j < len(b) and b[j] == "*":
+            out = f(i, j + 1) or (i < len(a) and f(i + 1, j))
+        elif i == len(a) or j == len(b):
+            out = False
+        else:
+            out = (a[i] == b[j] or a[i] == "?" or b[j] == "?") and f(i + 1, j + 1)
+        seen[key] = out
+        return out
+
+    return f(0, 0)
+
+
+def patterns_overlap(a: str, b: str) -> bool:
+    """Whether two rendered resource patterns (`*`, `ns:fn` with globs) cover a common `ns:fn`."""
+    if a == "*" or b == "*":
+        return True
+    try:
+        ans, afn = split_resource(a)
+        bns, bfn = split_resource(b)
+    except ValueError:
+        return True  # unreadable: assume the worst
+    return globs_intersect(ans, bns) and globs_intersect(afn, bfn)
+
+
+def safe_permissions(allow: list[str], deny: list[str]) -> list[str]:
+    """The Allow patterns no Deny overlaps: what a function token may list for a verifier that ignores `deny`."""
+    return [p for p in allow if not any(patterns_overlap(p, d) for d in deny)]
 
 
 def resource_matches(pattern: str, resource: str) -> bool:

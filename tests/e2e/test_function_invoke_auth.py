@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jwt
 import pytest
 import requests
 from conftest import make_project
@@ -108,10 +109,24 @@ def test_refusals(bundle, case: str, status: int, text: str) -> None:
         "audience elsewhere": lambda: exchange(bundle, "invoker", scope="function", audience="staging:else").json()[
             "access_token"
         ],
-        "explicit deny": lambda: exchange(bundle, "denied", scope="function").json()["access_token"],
+        "explicit deny": lambda: exchange(bundle, "denied", scope="function", audience="staging:other").json()[
+            "access_token"
+        ],
     }[case]()
     r = invoke(bundle, token)
     assert r.status_code == status
     assert r.text.strip() == text
     if status == 401:
         assert r.headers["WWW-Authenticate"] == "Bearer realm=IAM function invoke"
+
+
+def test_a_deny_never_hides_inside_a_permission_pattern(bundle) -> None:
+    """The real of-watchdog ignores `function.deny`: a token may not list `staging:*` when `*:echo` is denied."""
+    r = exchange(bundle, "denied", scope="function")
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "invalid_target"
+    assert "audience=<namespace>:<function>" in r.json()["error_description"]
+    assert exchange(bundle, "denied", scope="function", audience="staging:echo").status_code == 400
+    token = exchange(bundle, "denied", scope="function", audience="staging:other").json()["access_token"]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["function"]["permissions"] == ["staging:other"]

@@ -240,13 +240,17 @@ def test_function_token(bundle: Bundle) -> None:
     assert body["scope"] == "function" and body["token_type"] == "Bearer"
     claims = third_party_verify(bundle, body["access_token"])
     assert claims["sub"] == "fed:alice"
+    # With an audience the permissions are exactly it: nothing a verifier that ignores `deny` could misread.
     assert claims["function"] == {
-        "permissions": ["staging:*", "dev-alice:*"],
+        "permissions": ["staging:echo", "dev-alice:hello"],
         "audience": ["staging:echo", "dev-alice:hello"],
         "deny": ["staging:billing"],
     }
     assert claims["exp"] <= jwt.decode(human, options={"verify_signature": False})["exp"], "never outlives its subject"
     assert "policy" not in claims and "groups" not in claims
+    # Without an audience, a pattern a Deny overlaps (staging:* vs staging:billing) is left out.
+    narrowed = third_party_verify(bundle, bundle.exchange(human, scope="function").json()["access_token"])
+    assert narrowed["function"]["permissions"] == ["dev-alice:*"]
     # An API token is a valid subject for a function token too.
     api = bundle.exchange(human).json()["access_token"]
     resp = bundle.exchange(api, scope="function", audience="staging:echo")
@@ -757,7 +761,7 @@ def test_adversarial_http_requests(
 
 
 def test_function_tokens_cannot_be_exchanged(bundle: Bundle) -> None:
-    fn = bundle.exchange(forge(bundle), scope="function").json()["access_token"]
+    fn = bundle.exchange(forge(bundle), scope="function", audience="staging:echo").json()["access_token"]
     resp = bundle.exchange(fn, scope="function")
     assert resp.json() == {
         "error": "invalid_request",

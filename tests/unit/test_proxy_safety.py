@@ -287,3 +287,77 @@ def test_the_examples_lint_without_warnings() -> None:
 
     root = Path(__file__).resolve().parents[2]
     assert advise(load_paths([root / "examples"])) == []
+
+
+# -- Function tokens for verifiers that ignore `deny` ----------------------------------------
+
+NAMES = ["a", "b", "ab", "ba", "aa", "abc", "x-a", "a-x"]
+
+
+def _covers(pattern: str, name: str) -> bool:
+    from openfaas_iam.conditions import glob_regex
+
+    return glob_regex(pattern).fullmatch(name) is not None
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ("a*", "*b", True),
+        ("a*", "b*", False),
+        ("a?c", "*c", True),
+        ("ab", "a", False),
+        ("*", "", True),
+        ("a*b", "a*c", False),
+        ("x-*", "*-a", True),
+        ("?", "ab", False),
+        ("**", "a", True),
+    ],
+)
+def test_globs_intersect(a: str, b: str, expected: bool) -> None:
+    from openfaas_iam.policy import globs_intersect
+
+    assert globs_intersect(a, b) is expected
+    assert globs_intersect(b, a) is expected
+
+
+def test_globs_intersect_agrees_with_brute_force() -> None:
+    import itertools
+
+    from openfaas_iam.policy import globs_intersect
+
+    patterns = ["*", "a", "a*", "*a", "?", "??", "a?", "*b*", "ab", "b?a", "x-*", "*-a"]
+    names = ["".join(p) for n in range(5) for p in itertools.product("abx-", repeat=n)]
+    for a, b in itertools.product(patterns, repeat=2):
+        brute = any(_covers(a, n) and _covers(b, n) for n in names)
+        assert globs_intersect(a, b) is brute, (a, b)
+
+
+def test_no_function_token_permission_covers_a_denied_function_in_the_examples() -> None:
+    from openfaas_iam.loading import load_paths
+    from openfaas_iam.policy import safe_permissions, split_resource
+    from openfaas_iam.roles import role_matcher
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_paths([root / "examples"])
+    index = policy_index(cfg)
+    people = [
+        {"iss": "https://keycloak.example.com/realms/openfaas", "sub": "u", "preferred_username": "ann", "groups": g}
+        for g in (["openfaas-dev"], ["openfaas-dev", "contractors"], ["openfaas-ops", "contractors"])
+    ]
+    checked = 0
+    for claims in people:
+        policies = role_matcher(cfg).policies(claims)
+        allow, deny = index.invoke_resources(policies, claims)
+        for permission in safe_permissions(allow, deny):
+            ns_pat, fn_pat = split_resource(permission) if permission != "*" else ("*", "*")
+            for ns in ("staging", "openfaas-fn", "dev-ann"):
+                for fn in ("billing-api", "billing", "echo", "api"):
+                    if _covers(ns_pat, ns) and _covers(fn_pat, fn):
+                        checked += 1
+                        assert index.decide(policies, "Function:Invoke", f"{ns}:{fn}", claims).allowed, (
+                            claims["groups"],
+                            permission,
+                            f"{ns}:{fn}",
+                        )
+    assert checked > 0
