@@ -29,6 +29,11 @@ class Principal:
         return "admin (basic auth)" if self.admin else str(self.claims.get("sub", ""))
 
     @property
+    def stream_key(self) -> str:
+        """Who a fair share belongs to: the subject at its original issuer (two IdPs may share a `sub`)."""
+        return "admin" if self.admin else f"{self.claims.get('fed:iss', '')}|{self.claims.get('sub', '')}"
+
+    @property
     def policies(self) -> list[str]:
         value = self.claims.get("policy")
         return [p for p in value if isinstance(p, str)] if isinstance(value, list) else []

@@ -145,7 +145,7 @@ def _value(value: Any, kind: FieldType, path: str) -> Any:
     if kind in ("str", "bytes"):
         if not isinstance(value, str):
             raise BodyError(f"field {path!r} must be a string")
-        return value
+        return _text(value, path)
     if kind == "bool":
         if not isinstance(value, bool):
             raise BodyError(f"field {path!r} must be true or false")
@@ -157,7 +157,7 @@ def _value(value: Any, kind: FieldType, path: str) -> Any:
     if kind == "strlist":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise BodyError(f"field {path!r} must be a list of strings")
-        return list(value)
+        return [_text(v, path) for v in value]
     if kind == "strmap":
         if not isinstance(value, _Pairs):
             raise BodyError(f"field {path!r} must be an object of strings")
@@ -168,9 +168,22 @@ def _value(value: Any, kind: FieldType, path: str) -> Any:
                 raise BodyError(f"key {k!r} of {path!r} is given twice")
             if not isinstance(v, str):
                 raise BodyError(f"{path}[{k!r}] must be a string")
-            out[k] = v
+            out[_text(k, path)] = _text(v, f"{path}[{k!r}]")
         return out
     raise AssertionError(f"unknown field type {kind!r}")
+
+
+def _text(value: str, path: str) -> str:
+    """A string that is valid Unicode: a lone UTF-16 surrogate (`"\\ud800"`) is refused.
+
+    Go replaces it with U+FFFD while Python keeps it (and cannot encode it back to UTF-8),
+    so the two would read different values.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BodyError(f"field {path!r} holds an unpaired UTF-16 surrogate") from None
+    return value
 
 
 def encode(doc: dict[str, Any]) -> bytes:

@@ -16,7 +16,10 @@ from dataclasses import dataclass
 # Function names the bundle deploys (stack.yml) and the prefix it reserves for more.
 BUNDLE_PREFIX = "iam-"
 BUNDLE_SECRETS = frozenset({"basic-auth", "sso-client-secret", "redis-password", "ca-bundle", "audit-webhook-secret"})
-FUNCTION_ACTIONS = frozenset({"Function:Create", "Function:Update", "Function:Delete", "Function:Scale"})
+# Get (describe shows the environment) and Logs (the audit trail of every caller) are protected too.
+FUNCTION_ACTIONS = frozenset(
+    {"Function:Create", "Function:Update", "Function:Delete", "Function:Scale", "Function:Get", "Function:Logs"}
+)
 SECRET_ACTIONS = frozenset({"Secret:Create", "Secret:Update", "Secret:Delete", "Secret:Mount"})
 NAMESPACE_ACTIONS = frozenset({"Namespace:Update", "Namespace:Delete"})
 

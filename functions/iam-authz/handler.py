@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from openfaas_iam import json_codec
@@ -21,6 +22,7 @@ from openfaas_iam.settings import Settings
 from openfaas_iam.verify import OwnTokenVerifier
 from openfaas_iam.watched_file import Unavailable, WatchedFile, read_stripped
 
+log = logging.getLogger("iam-authz")
 rt = Runtime.build(Settings.from_env(os.environ))
 s = rt.settings
 
@@ -38,7 +40,9 @@ audit = AuditLog(sinks=sinks, verbs=s.audit_verbs)
 verifier = OwnTokenVerifier(s.issuer_url, rt.own_public_keys, leeway=1.0)
 protection = Protection(
     namespace=s.bundle_namespace,
-    extra_secrets=s.protected_secrets | {s.audit_webhook_secret, s.sso_client_secret, s.signing_keys_secret},
+    extra_secrets=s.protected_secrets
+    | {s.audit_webhook_secret, s.sso_client_secret, s.signing_keys_secret}
+    | ({s.iam_config} if "/" not in s.iam_config and s.iam_config != "kubernetes" else set()),
 )
 authorizer = Authorizer(
     config=rt.config.get, verifier=verifier, admin_credentials=admin_credentials, protection=protection
@@ -132,6 +136,10 @@ def proxy(event):
     except BadApiRequest as e:
         refused(principal, event, 400, str(e))
         return error(400, "invalid_request", str(e))
+    except Exception:  # defence in depth: a request the mapper cannot read is refused, never a 500
+        log.exception("could not map %s %s", event.method, event.path)
+        refused(principal, event, 400, "the request could not be read")
+        return error(400, "invalid_request", "the request could not be read; it is not forwarded")
     try:
         decision = authorizer.decide_call(principal, call)
     except Unavailable as e:
@@ -151,7 +159,7 @@ def proxy(event):
         )
     if call.stream:
         try:
-            streams.acquire(principal.subject)
+            streams.acquire(principal.stream_key)
         except OverLimit as e:
             refused(principal, event, 429, str(e), call)
             return error(429, "too_many_requests", str(e), {"Retry-After": str(e.retry_after)})
@@ -195,8 +203,8 @@ def proxy(event):
         return error(502, "bad_gateway", "the gateway's namespace list was not JSON")
     finally:
         if call.stream and not forwarded:
-            streams.release(principal.subject)
-    body = streams.guard(principal.subject, fwd.body) if call.stream else fwd.body
+            streams.release(principal.stream_key)
+    body = streams.guard(principal.stream_key, fwd.body) if call.stream else fwd.body
     return {"statusCode": fwd.status, "headers": fwd.headers, "body": body}
 
 

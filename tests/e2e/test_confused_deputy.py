@@ -539,6 +539,26 @@ CASES: list[tuple[str, str, str, str, dict[str, str], bytes, tuple[Any, ...]]] =
     ),
     # -- Reads: the query decides, one value each.
     ("logs", "dev-user", "GET", "/system/logs", {"name": "x", "namespace": "dev"}, b"", (FWD, "dev", "x")),
+    (
+        "surrogate",
+        "dev-user",
+        "POST",
+        "/system/functions",
+        {},
+        text('{"service":"x","image":"i","namespace":"dev","envVars":{"a":"\\ud800"}}'),
+        (400, "surrogate"),
+    ),
+    (
+        "secret-surrogate",
+        "dev-user",
+        "POST",
+        "/system/secrets",
+        {},
+        text('{"name":"s","namespace":"dev","value":"\\ud800"}'),
+        (400, "surrogate"),
+    ),
+    ("bundle-logs", "fn-admin", "GET", "/system/logs", {"name": "iam-authz"}, b"", (403, "belongs to openfaas-iam")),
+    ("bundle-describe", "fn-admin", "GET", "/system/function/iam-authz", {}, b"", (403, "belongs to openfaas-iam")),
     ("describe", "dev-user", "GET", "/system/function/x", {"namespace": "dev"}, b"", (FWD, "dev", "x")),
     ("describe-body-ignored", "dev-user", "GET", "/system/function/x", {}, raw(namespace="dev"), (403, "no statement")),
 ]

@@ -54,6 +54,10 @@ def st(actions: list[str], resources: list[str], effect: str = "Allow", sid: str
         ("[1]", "must be a JSON object"),
         ('{"service":', "not valid JSON"),
         ("[" * 100 + "]" * 100, "nested too deeply"),
+        ('{"envVars":{"a":"\\ud800"}}', "unpaired UTF-16 surrogate"),
+        ('{"image":"\\udfff"}', "unpaired UTF-16 surrogate"),
+        ('{"labels":{"\\ud800":"x"}}', "unpaired UTF-16 surrogate"),
+        ('{"secrets":["a\\ud800"]}', "unpaired UTF-16 surrogate"),
     ],
 )
 def test_bodies_that_go_could_read_differently_are_refused(body: str, fragment: str) -> None:
@@ -141,8 +145,10 @@ def test_wildcards_never_reach_the_bundle_but_an_exact_grant_does() -> None:
     ]:
         d = az.decide(wildcard, action, resource)
         assert not d.allowed and "belongs to openfaas-iam" in d.reason, (action, resource)
-    # Reading is not protected; other functions are untouched.
-    assert az.decide(wildcard, "Function:Get", "openfaas-fn:iam-authz").allowed
+    # Describe and logs of the bundle are protected too; listing is not; other functions are untouched.
+    assert not az.decide(wildcard, "Function:Get", "openfaas-fn:iam-authz").allowed
+    assert not az.decide(wildcard, "Function:Logs", "openfaas-fn:iam-authz").allowed
+    assert az.decide(wildcard, "Function:List", "openfaas-fn:*").allowed
     assert az.decide(wildcard, "Function:Update", "openfaas-fn:app").allowed
     assert az.decide(exact, "Function:Update", "openfaas-fn:iam-authz").allowed
     assert not az.decide(exact, "Function:Delete", "openfaas-fn:iam-authz").allowed
