@@ -254,12 +254,18 @@ class SignIn:
                     403,
                 ) from None
             raise SignInError("Sign-in failed", e.description, e.status) from None
-        ttl = max(1, min(SESSION_TTL, int(result["expires_in"])))
+        return self.open_session(result["access_token"], int(result["expires_in"])), result
+
+    def open_session(self, token: str, expires_in: int) -> str:
+        """Keep the token server-side; return the session cookie's value.
+
+        The token (its size grows with the groups claim) is sealed under a key Redis never
+        sees; the cookie holds only the session id and its CSRF value (~150 bytes).
+        """
+        ttl = max(1, min(SESSION_TTL, expires_in))
         sid = secrets.token_urlsafe(18)
-        # The token (its size grows with the groups claim) stays server-side, sealed under a key
-        # Redis never sees; the cookie holds only the session id and its CSRF value (~150 bytes).
-        self.store.set(_record_key(sid), self.records.seal({"i": sid, "t": result["access_token"]}, ttl).encode(), ttl)
-        return self.session.seal({"i": sid, "c": secrets.token_urlsafe(16)}, ttl), result
+        self.store.set(_record_key(sid), self.records.seal({"i": sid, "t": token}, ttl).encode(), ttl)
+        return self.session.seal({"i": sid, "c": secrets.token_urlsafe(16)}, ttl)
 
     def _redeem(self, meta: dict[str, Any], code: str, verifier: str) -> str:
         endpoint = meta.get("token_endpoint")
