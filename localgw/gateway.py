@@ -2,8 +2,9 @@
 
 Like the OpenFaaS gateway it strips `/function/<name>` and forwards the rest of the
 path, the query, the method, the headers and the body unchanged, adds
-`X-Forwarded-For`/`X-Forwarded-Host`/`X-Call-Id`, streams the response back, and
-answers 404 for a function it does not know and 502 when one is not answering.
+`X-Forwarded-For`/`X-Forwarded-Host` (a client's own X-Forwarded-Host is kept, as the CE
+gateway does)/`X-Call-Id`, streams the response back, and answers 404 for a function it
+does not know and 502 when one is not answering.
 """
 
 from __future__ import annotations
@@ -63,11 +64,19 @@ def split_function_path(raw_path: str) -> tuple[str, str, str] | None:
 
 
 class GatewayApp:
-    """A WSGI application; `backends` may change while it runs (functions restart)."""
+    """A WSGI application; `backends` may change while it runs (functions restart).
 
-    def __init__(self, backends: dict[str, Backend], *, timeout: float = 65.0) -> None:
+    With `root_function`, it plays an Ingress host route instead of the gateway: every
+    path goes to that one function, and X-Forwarded-Host is always the Host it was asked
+    for (the gateway, like the real one, keeps a client's own X-Forwarded-Host).
+    """
+
+    def __init__(
+        self, backends: dict[str, Backend], *, timeout: float = 65.0, root_function: str | None = None
+    ) -> None:
         self.backends = backends
         self.timeout = timeout
+        self.root_function = root_function
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         raw = environ.get("REQUEST_URI") or (
@@ -75,6 +84,11 @@ class GatewayApp:
         )
         if raw.startswith("http://") or raw.startswith("https://"):
             return _text(start_response, "400 Bad Request", "absolute-form request targets are not accepted")
+        if self.root_function is not None:
+            root = self.backends.get(self.root_function)
+            if root is None:
+                return _text(start_response, "503 Service Unavailable", f"{self.root_function} is not running")
+            return self._forward(root, raw, environ, start_response)
         if raw in ("/healthz", "/healthz/"):
             return _text(start_response, "200 OK", "OK")
         if raw.split("?")[0] in ("/system/functions", "/system/functions/"):
@@ -123,7 +137,8 @@ class GatewayApp:
         headers["X-Forwarded-For"] = (
             f"{headers['X-Forwarded-For']}, {client}" if headers.get("X-Forwarded-For") else client
         )
-        headers["X-Forwarded-Host"] = environ.get("HTTP_HOST", "")
+        if self.root_function is not None or not headers.get("X-Forwarded-Host"):
+            headers["X-Forwarded-Host"] = environ.get("HTTP_HOST", "")
         headers.setdefault("X-Call-Id", str(uuid.uuid4()))
         headers["X-Start-Time"] = str(time.time_ns())
         conn = http.client.HTTPConnection("127.0.0.1", backend.port, timeout=self.timeout)

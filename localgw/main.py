@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from .build_context import assemble
 from .cron import Schedule
@@ -171,9 +171,15 @@ class LocalGateway:
         cron: bool = True,
         template_root: Path | None = None,
         echo: bool = True,
+        signin_port: int | None = None,
     ) -> None:
         self.port = port
         self.public_url = env.get("PUBLIC_GATEWAY_URL") or f"http://127.0.0.1:{port}"
+        # The sign-in page's own origin: another port, and the name `localhost` rather than
+        # 127.0.0.1, because browsers share cookies across ports of one host but not across
+        # hosts; so the gateway's functions can neither read nor plant its cookies.
+        self.signin_port = signin_port
+        self.signin_origin = env.get("SIGNIN_ORIGIN") or (f"http://localhost:{signin_port}" if signin_port else "")
         # Locally the signing keys live in the local secret folder, not a Kubernetes Secret.
         # and iam-authz's proxy forwards to this gateway (it answers /system/functions), never to a
         # cluster address that does not exist here.
@@ -182,6 +188,7 @@ class LocalGateway:
             "GATEWAY_URL": self.public_url,
             **env,
             "PUBLIC_GATEWAY_URL": self.public_url,
+            "SIGNIN_ORIGIN": self.signin_origin,
         }
         self.stack: Stack = load_stack(stack_path, subst_env)
         state_dir = state_dir.resolve()
@@ -200,17 +207,34 @@ class LocalGateway:
         self.app = GatewayApp({})
         self.cron = CronConnector(list(self.stack.functions.values()), port) if cron else None
         self._server = None
+        self._signin_server = None
         self._stopping = False
 
     def start(self) -> None:
         from waitress.server import create_server
 
         # Bind first: a taken port must fail before any child is started.
+        # Client X-Forwarded-* headers reach the routing like they reach the real CE gateway's
+        # (which keeps a client's X-Forwarded-Host), so tests see what a function really gets.
         self._server = create_server(
-            self.app, host="127.0.0.1", port=self.port, threads=16, ident="openfaas-iam-gateway"
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            threads=16,
+            ident="openfaas-iam-gateway",
+            clear_untrusted_proxy_headers=False,
         )
+        if self.signin_port:
+            signin_app = GatewayApp(self.app.backends, root_function="iam-token")
+            try:
+                self._signin_server = create_server(
+                    signin_app, host="127.0.0.1", port=self.signin_port, threads=4, ident="openfaas-iam-signin"
+                )
+            except OSError:
+                self._server.close()
+                raise
         try:
-            taken = {self.port}
+            taken = {self.port, self.signin_port or self.port}
             for p in self.processes:
                 port = free_port(taken)
                 taken.add(port)
@@ -233,13 +257,15 @@ class LocalGateway:
                 for p in self.processes
             }
         )
-        threading.Thread(target=self._serve, daemon=True).start()
+        threading.Thread(target=self._serve, args=(self._server,), daemon=True).start()
+        if self._signin_server is not None:
+            threading.Thread(target=self._serve, args=(self._signin_server,), daemon=True).start()
         if self.cron:
             threading.Thread(target=self.cron.run, daemon=True).start()
 
-    def _serve(self) -> None:
+    def _serve(self, server: Any) -> None:
         try:
-            self._server.run()
+            server.run()
         except (OSError, ValueError):
             # waitress has no stop(): closing its sockets from another thread ends the loop this way.
             if not self._stopping:
@@ -249,10 +275,11 @@ class LocalGateway:
         self._stopping = True
         if self.cron:
             self.cron.stop()
-        if self._server is not None:
-            # Let in-flight requests finish before the sockets go, so no worker writes to a closed one.
-            self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
-            self._server.close()
+        for server in (self._signin_server, self._server):
+            if server is not None:
+                # Let in-flight requests finish before the sockets go, so no worker writes to a closed one.
+                server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+                server.close()
         for p in self.processes:
             p.stop()
 
@@ -274,6 +301,8 @@ class LocalGateway:
             f"  cache       {redis or 'in-process (set REDIS_URL to share one through Redis)'}",
             f"  logs        {self.state_dir / 'logs'}",
         ]
+        if self.signin_origin:
+            lines.append(f"  sign-in     {self.signin_origin}/  (iam-token's page, on its own origin)")
         if self.created:
             lines.append(f"  created     {', '.join(self.created)}")
         lines += [
@@ -294,6 +323,12 @@ def main(argv: list[str] | None = None) -> int:
         "--port", type=int, default=int(os.environ.get("PORT", "8080")), help="gateway port (env PORT, default 8080)"
     )
     parser.add_argument(
+        "--signin-port",
+        type=int,
+        default=int(os.environ.get("SIGNIN_PORT", "8081")),
+        help="port of the sign-in page's own origin, http://localhost:<port> (env SIGNIN_PORT, default 8081; 0: none)",
+    )
+    parser.add_argument(
         "--iam-config",
         default=os.environ.get("IAM_CONFIG", "examples/iam.yaml"),
         help="IAM objects to serve as the iam-config secret (env IAM_CONFIG, default examples/iam.yaml)",
@@ -311,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             build_dir=Path(args.build_dir).resolve(),
             env=os.environ,
             cron=not args.no_cron,
+            signin_port=args.signin_port or None,
         )
         gw.start()
     except (StackError, RuntimeError, OSError) as e:

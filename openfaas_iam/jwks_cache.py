@@ -66,6 +66,7 @@ class JwksCache:
         self._entries: dict[str, IssuerKeys] = {}
         self._failures: dict[str, _Failure] = {}
         self._locks: dict[str, threading.Lock] = {}
+        self._attempts: dict[str, int] = {}  # fetches started per issuer, to tell a waiter its fetch failed
         self._guard = threading.Lock()
 
     # -- public ---------------------------------------------------------------------------
@@ -113,7 +114,18 @@ class JwksCache:
         for the lock, it is returned instead of fetching again.
         """
         lock = self._lock(issuer.iss)
-        with lock:
+        attempts = self._attempts.get(issuer.iss, 0)
+        # Bounded wait: requests naming a slow issuer must not queue behind its fetches one after
+        # another, each holding a thread other issuers' exchanges need. An issuer that failed
+        # before is not waited for at all while someone fetches it.
+        failing = issuer.iss in self._failures
+        if not lock.acquire(timeout=0 if failing else self.discovery.fetcher.timeout + self.policy.wait_for_peer):
+            raise DiscoveryError(f"keys of issuer {issuer.iss} are being fetched by another request; try again")
+        try:
+            failure = self._failures.get(issuer.iss)
+            if failure is not None and self._attempts.get(issuer.iss, 0) != attempts:
+                # The fetch this request waited for has just failed: its answer is ours too.
+                raise DiscoveryError(failure.reason)
             current = self._entries.get(issuer.iss)
             if current is not None and since is not None and current.fetched_at > since:
                 return current
@@ -132,6 +144,8 @@ class JwksCache:
                 return self._fetch(issuer)
             finally:
                 self.cache.delete(f"jwks-fetching:{issuer.iss}")
+        finally:
+            lock.release()
 
     def status(self, issuers: Iterable[JwtIssuer]) -> list[dict[str, Any]]:
         now = self.clock()
@@ -195,6 +209,7 @@ class JwksCache:
 
     def _fetch(self, issuer: JwtIssuer) -> IssuerKeys:
         self.metrics.inc("openfaas_iam_jwks_fetches_total", issuer=issuer.name)
+        self._attempts[issuer.iss] = self._attempts.get(issuer.iss, 0) + 1
         try:
             found = self.discovery.fetch(issuer)
         except DiscoveryError as e:

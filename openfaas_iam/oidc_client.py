@@ -112,45 +112,82 @@ def pkce_pair() -> tuple[str, str]:
 
 
 class CallbackServer:
-    """A one-shot loopback server for `/oauth/callback` (RFC 8252 §7.3)."""
+    """A loopback server for `/oauth/callback` (RFC 8252 §7.3) that ends the flow exactly once.
 
-    def __init__(self, host: str, port: int) -> None:
+    Only a request on the exact path carrying this sign-in's exact `state` counts; anything
+    else (another local process probing the port, a stale tab) is answered and ignored. Each
+    connection is served on its own thread with a short socket timeout, so an idle
+    connection holds neither the others nor the total deadline of `wait`.
+
+    `/start/<random>` is a one-shot redirect to the IdP: the browser is opened on it, so the
+    authorization URL (its `code_challenge` and `state`) never appears on a process command
+    line that other local users can list.
+    """
+
+    def __init__(self, host: str, port: int, state: str = "") -> None:
         self.result: dict[str, str] | None = None
+        self.state = state
+        self.start_path = f"/start/{secrets.token_urlsafe(16)}"
+        self.authorize_url = ""
         self._done = threading.Event()
+        self._guard = threading.Lock()
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                url = urlsplit(self.path)
-                if url.path != "/oauth/callback":
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                outer.result = {k: v[0] for k, v in parse_qs(url.query).items()}
-                ok = "code" in outer.result
-                body = (
-                    b"<!doctype html><title>openfaas-iam</title><p>Signed in. You can close this window.</p>"
-                    if ok
-                    else b"<!doctype html><title>openfaas-iam</title><p>Sign-in failed; see the terminal.</p>"
-                )
-                self.send_response(200)
+            timeout = 5  # seconds an idle or slow connection may hold its own thread
+
+            def _answer(self, status: int, text: str, location: str | None = None) -> None:
+                body = f"<!doctype html><title>openfaas-iam</title><p>{text}</p>".encode()
+                self.send_response(status)
+                if location:
+                    self.send_header("Location", location)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.send_header("Referrer-Policy", "no-referrer")
                 self.end_headers()
                 self.wfile.write(body)
-                outer._done.set()
+
+            def do_GET(self) -> None:
+                url = urlsplit(self.path)
+                if url.path == outer.start_path:
+                    with outer._guard:
+                        target, outer.authorize_url = outer.authorize_url, ""  # one use only
+                    if target:
+                        self._answer(302, "Continue to sign in.", target)
+                    else:
+                        self._answer(404, "This sign-in link was already used.")
+                    return
+                if url.path != "/oauth/callback":
+                    self._answer(404, "Not found.")
+                    return
+                query = parse_qs(url.query)
+                states = query.get("state", [])
+                if len(states) != 1 or not outer.state or not secrets.compare_digest(states[0], outer.state):
+                    self._answer(400, "This is not the sign-in the command is waiting for.")
+                    return
+                with outer._guard:
+                    if outer._done.is_set():
+                        self._answer(400, "This sign-in has already finished.")
+                        return
+                    outer.result = {k: v[0] for k, v in query.items()}
+                    outer._done.set()
+                done = "Signed in. You can close this window." if "code" in outer.result else "Sign-in failed."
+                self._answer(200, done)
 
             def log_message(self, *args: object) -> None:
                 pass
 
         try:
-            self.server = http.server.HTTPServer((host, port), Handler)
+            self.server = http.server.ThreadingHTTPServer((host, port), Handler)
         except OSError as e:
             raise AuthFlowError(f"cannot listen on {host}:{port} for the callback ({e.strerror}); use --port") from None
+        self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
     def wait(self, timeout: float) -> dict[str, str]:
+        """The callback's query; `timeout` is the total time the sign-in may take."""
         try:
             if not self._done.wait(timeout):
                 raise AuthFlowError(
@@ -245,14 +282,18 @@ def code_flow(
     state, nonce = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     host = urlsplit(redirect_host).hostname or "127.0.0.1"
     redirect_uri = f"{redirect_host.rstrip('/')}:{port}/oauth/callback"
-    server = CallbackServer(host, port)
+    server = CallbackServer(host, port, state)
     url = authorization_url(meta, client_id, redirect_uri, scope, challenge, state, nonce, audience)
+    server.authorize_url = url
     opened = False
     if open_browser:
         import webbrowser
 
+        # The browser gets a one-shot local address, not the authorization URL: a browser's command
+        # line is visible to every local user (ps), and that URL carries the challenge and state.
+        start = f"{redirect_host.rstrip('/')}:{port}{server.start_path}"
         try:
-            opened = webbrowser.open(url)
+            opened = webbrowser.open(start)
         except webbrowser.Error:
             opened = False
     say(("Opened your browser to sign in. If it did not open, visit:\n" if opened else "Sign in by visiting:\n") + url)

@@ -61,6 +61,8 @@ class Settings:
     sso_client_id: str = ""
     sso_client_secret: str = "sso-client-secret"  # the mounted secret key holding the client secret
     sso_redirect_url: str = ""
+    # The dedicated browser origin of the sign-in page (https://iam.example.com): never the gateway's.
+    signin_origin: str = ""
     sso_scopes: str = "openid email profile groups"
 
     def __post_init__(self) -> None:
@@ -72,8 +74,10 @@ class Settings:
             object.__setattr__(self, "token_endpoint", f"{base}/function/iam-token/oauth/token")
         if not self.authz_url:
             object.__setattr__(self, "authz_url", f"{base}/function/iam-authz")
-        if not self.sso_redirect_url:
-            object.__setattr__(self, "sso_redirect_url", f"{base}/function/iam-token/callback")
+        origin = self.signin_origin.rstrip("/")
+        object.__setattr__(self, "signin_origin", origin)
+        if not self.sso_redirect_url and origin:
+            object.__setattr__(self, "sso_redirect_url", f"{origin}/callback")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -117,6 +121,7 @@ class Settings:
             sso_client_id=get("sso_client_id"),
             sso_client_secret=get("sso_client_secret", "sso-client-secret"),
             sso_redirect_url=get("sso_redirect_url"),
+            signin_origin=get("signin_origin"),
             sso_scopes=get("sso_scopes", "openid email profile groups"),
         )
 

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -24,11 +25,13 @@ from .exchange import TT, ExchangeRequest, TokenExchange
 from .jwks_cache import JwksCache
 from .objects import IamConfig, JwtIssuer
 from .session import SealedCookie
+from .stores.cache import Cache
 from .verify import verify_subject_token
 
 FLOW_COOKIE = "iam_signin"
 SESSION_COOKIE = "iam_session"
 FLOW_TTL = 600
+SESSION_TTL = 12 * 3600
 
 
 class SignInError(Exception):
@@ -42,6 +45,26 @@ class SignInError(Exception):
         self.detail = detail
 
 
+def host_of(url: str) -> str:
+    """`scheme://host[:port]` -> `host:port` in lower case, the default port written out."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{(parts.hostname or '').lower()}:{port}"
+
+
+def request_host(headers: Mapping[str, str], scheme: str) -> str:
+    """The host the browser asked for, as `host:port`.
+
+    The gateway (and an Ingress) pass it as X-Forwarded-Host (the first entry is the
+    outermost proxy's); without one, Host. This is a guard for people and for the
+    shared origin's own navigations, not the isolation itself: a script on the gateway's
+    origin may send any X-Forwarded-Host in a fetch, but the browser never gives that fetch
+    the sign-in origin's cookies (another host), so it can only ever see the landing page.
+    """
+    raw = (headers.get("X-Forwarded-Host") or "").split(",")[0].strip() or (headers.get("Host") or "").strip()
+    return host_of(f"{scheme}://{raw}") if raw else ""
+
+
 @dataclass(frozen=True)
 class SsoSettings:
     issuer: str  # the JwtIssuer (name or iss) people sign in with
@@ -49,31 +72,59 @@ class SsoSettings:
     client_secret: str
     redirect_url: str
     scopes: str = "openid email profile groups"
+    # The page's own origin (https://iam.example.com): the only place it shows or hands out a token.
+    origin: str = ""
 
     @property
     def base_path(self) -> str:
-        """The path the browser sees for iam-token (cookies are scoped to it)."""
-        return urlsplit(self.redirect_url).path.rsplit("/callback", 1)[0] or "/"
+        """The page lives at the root of its own origin: links and cookies are relative to `/`."""
+        return ""
 
     @property
     def secure_cookies(self) -> bool:
         """Secure everywhere but plain-http loopback, where browsers would drop them."""
-        return urlsplit(self.redirect_url).scheme == "https"
+        return urlsplit(self.origin or self.redirect_url).scheme == "https"
+
+    def cookie_name(self, name: str) -> str:
+        """`__Host-` on https: the browser then refuses the cookie unless it is Secure, host-only and
+        Path=/, so a sibling subdomain (or the gateway's origin under the same parent) cannot plant it."""
+        return f"__Host-{name}" if self.secure_cookies else name
+
+    def serves(self, headers: Mapping[str, str]) -> bool:
+        """Whether this request reached the dedicated sign-in origin (and not the shared gateway)."""
+        if not self.origin:
+            return False
+        scheme = urlsplit(self.origin).scheme
+        return request_host(headers, scheme) == host_of(self.origin)
 
 
-def cookie(name: str, value: str, sso: SsoSettings, max_age: int) -> str:
-    parts = [f"{name}={value}", f"Path={sso.base_path}", f"Max-Age={max_age}", "HttpOnly", "SameSite=Lax"]
+def cookie(name: str, value: str, sso: SsoSettings, max_age: int, same_site: str = "Strict") -> str:
+    """A host-only cookie for the sign-in origin.
+
+    The session is `SameSite=Strict`: no request another site starts carries it. The flow
+    cookie must be `Lax`, because the IdP's redirect back to /callback is a cross-site
+    navigation and has to bring it (it holds only the PKCE verifier, state and nonce, lives
+    ten minutes, and is deleted at the callback).
+    """
+    parts = [f"{sso.cookie_name(name)}={value}", "Path=/", f"Max-Age={max_age}", "HttpOnly", f"SameSite={same_site}"]
     if sso.secure_cookies:
         parts.append("Secure")
     return "; ".join(parts)
 
 
 def parse_cookies(header: str | None) -> dict[str, str]:
+    """Cookies by name; a name sent twice (a planted copy with another Path) counts as absent."""
     out: dict[str, str] = {}
+    seen_twice: set[str] = set()
     for part in (header or "").split(";"):
         name, sep, value = part.strip().partition("=")
-        if sep and name not in out:
-            out[name] = value
+        if not sep:
+            continue
+        if name in out:
+            seen_twice.add(name)
+        out[name] = value
+    for name in seen_twice:
+        del out[name]
     return out
 
 
@@ -88,6 +139,7 @@ class SignIn:
         exchange: TokenExchange,
         leeway: float,
         session_secret: bytes,
+        store: Cache,
     ) -> None:
         self.sso = sso
         self.config = config
@@ -97,6 +149,8 @@ class SignIn:
         self.leeway = leeway
         self.flow = SealedCookie(session_secret, "sign-in flow")
         self.session = SealedCookie(session_secret, "session")
+        self.records = SealedCookie(session_secret, "session record")
+        self.store = store
         self._meta: tuple[float, dict[str, Any]] | None = None
 
     def issuer(self, config: IamConfig) -> JwtIssuer:
@@ -146,14 +200,16 @@ class SignIn:
         }
         sealed = self.flow.seal({"v": verifier, "s": state, "n": nonce}, FLOW_TTL)
         sep = "&" if "?" in endpoint else "?"
-        return endpoint + sep + urlencode(params, quote_via=quote), cookie(FLOW_COOKIE, sealed, self.sso, FLOW_TTL)
+        return endpoint + sep + urlencode(params, quote_via=quote), cookie(
+            FLOW_COOKIE, sealed, self.sso, FLOW_TTL, "Lax"
+        )
 
     def finish(self, query: dict[str, str], cookies: dict[str, str], client: str) -> tuple[str, dict[str, Any]]:
         """Handle the callback: returns (session cookie value, the token response)."""
         if "error" in query:
             desc = query.get("error_description") or query["error"]
             raise SignInError("Your identity provider refused the sign-in", desc, 400)
-        flow = self.flow.open(cookies.get(FLOW_COOKIE))
+        flow = self.flow.open(cookies.get(self.sso.cookie_name(FLOW_COOKIE)))
         if flow is None:
             raise SignInError(
                 "Your sign-in expired",
@@ -198,8 +254,18 @@ class SignIn:
                     403,
                 ) from None
             raise SignInError("Sign-in failed", e.description, e.status) from None
-        ttl = max(1, int(result["expires_in"]))
-        return self.session.seal({"t": result["access_token"], "c": secrets.token_urlsafe(16)}, ttl), result
+        return self.open_session(result["access_token"], int(result["expires_in"])), result
+
+    def open_session(self, token: str, expires_in: int) -> str:
+        """Keep the token server-side; return the session cookie's value.
+
+        The token (its size grows with the groups claim) is sealed under a key Redis never
+        sees; the cookie holds only the session id and its CSRF value (~150 bytes).
+        """
+        ttl = max(1, min(SESSION_TTL, expires_in))
+        sid = secrets.token_urlsafe(18)
+        self.store.set(_record_key(sid), self.records.seal({"i": sid, "t": token}, ttl).encode(), ttl)
+        return self.session.seal({"i": sid, "c": secrets.token_urlsafe(16)}, ttl)
 
     def _redeem(self, meta: dict[str, Any], code: str, verifier: str) -> str:
         endpoint = meta.get("token_endpoint")
@@ -242,4 +308,30 @@ class SignIn:
         return id_token
 
     def current(self, cookies: dict[str, str]) -> dict[str, Any] | None:
-        return self.session.open(cookies.get(SESSION_COOKIE))
+        """{"i": session id, "c": CSRF value, "t": token}, or None: no cookie, forged, expired or signed out."""
+        cookie_data = self.session.open(cookies.get(self.sso.cookie_name(SESSION_COOKIE)))
+        if cookie_data is None or not isinstance(cookie_data.get("i"), str):
+            return None
+        sid = cookie_data["i"]
+        # Checked first and in the shared cache: another replica may still hold the record locally.
+        if self.store.get(_revoked_key(sid)) is not None:
+            return None
+        raw = self.store.get(_record_key(sid))
+        record = self.records.open(raw.decode("ascii", "replace")) if raw is not None else None
+        if record is None or record.get("i") != sid:
+            return None
+        return {"i": sid, "c": cookie_data.get("c", ""), "t": record["t"]}
+
+    def revoke(self, session: dict[str, Any]) -> None:
+        """Sign-out: the session ends for every copy of its cookie, on every replica."""
+        sid = session["i"]
+        self.store.set(_revoked_key(sid), b"1", SESSION_TTL)
+        self.store.delete(_record_key(sid))
+
+
+def _record_key(sid: str) -> str:
+    return f"signin-session:{sid}"
+
+
+def _revoked_key(sid: str) -> str:
+    return f"signin-revoked:{sid}"

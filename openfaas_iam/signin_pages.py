@@ -157,7 +157,55 @@ def error(base: str, title: str, message: str, detail: str | None = None) -> tup
 def signed_out(base: str) -> tuple[str, dict[str, str]]:
     body = f"""<section>
 <h1>You are signed out</h1>
-<p class="muted">Your session in this browser has ended. Tokens you copied stay valid until they expire.</p>
+<p class="muted">Your session has ended, also for any copy of it. Tokens you copied stay valid until they expire.</p>
 <div class="row"><a class="button" href="{escape(base)}/login">Sign in</a></div>
 </section>"""
     return page("Signed out", body)
+
+
+def wrong_origin(origin: str) -> tuple[str, dict[str, str]]:
+    """The page on the gateway's shared origin: no token, no cookie, a link to where it lives."""
+    if origin:
+        where = f'<p>Sign in at <a href="{escape(origin)}/">{escape(origin)}</a>, the sign-in page\'s own address.</p>'
+    else:
+        where = (
+            '<p class="muted">The platform team has not configured its address yet '
+            "(<code>signin_origin</code> for iam-token).</p>"
+        )
+    body = f"""<section class="error" role="alert">
+<h1>Sign-in is not served here</h1>
+<p>This address is shared with every function on the gateway, so a token shown here could be read by
+any of them. The sign-in page only answers on its own origin.</p>
+{where}
+</section>"""
+    return page("Sign-in is not served here", body)
+
+
+def signing_in(base: str) -> tuple[str, dict[str, str]]:
+    """After the callback: a same-site step to the page, so the `SameSite=Strict` session cookie is sent.
+
+    The IdP's redirect to /callback is a cross-site navigation; a redirect from there would
+    still count as cross-site and the browser would hold the new session cookie back.
+    """
+    html, headers = page(
+        "Signing in",
+        f"""<section>
+<h1>Signing you in…</h1>
+<div class="row"><a class="button" href="{escape(base)}/">Continue</a></div>
+</section>""",
+    )
+    html = html.replace("<head>\n", f'<head>\n<meta http-equiv="refresh" content="0;url={escape(base)}/">\n', 1)
+    return html, headers
+
+
+def confirm_sign_out(base: str, csrf: str) -> tuple[str, dict[str, str]]:
+    """GET /logout: a button, never a sign-out (a link or image elsewhere must not end a session)."""
+    body = f"""<section>
+<h1>Sign out?</h1>
+<p class="muted">This ends your session in every browser that has a copy of it.</p>
+<form method="post" action="{escape(base)}/logout">
+<input type="hidden" name="csrf" value="{escape(csrf)}">
+<button type="submit">Sign out</button>
+</form>
+</section>"""
+    return page("Sign out", body)

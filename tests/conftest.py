@@ -99,6 +99,7 @@ def start_gateway(
     function_env: dict[str, str] | None = None,
     stack: Path = ROOT / "stack.yml",
     echo: bool = True,
+    signin_port: int | None = None,
 ):
     """The bundle behind a started LocalGateway, its state and build contexts under tmp (stop() it)."""
     from localgw.main import LocalGateway
@@ -114,6 +115,7 @@ def start_gateway(
         cron=False,
         template_root=ROOT / "template",
         echo=echo,
+        signin_port=signin_port,
     )
     gw.start()
     return gw
@@ -171,7 +173,7 @@ def make_project(tmp: Path, extra_functions: str = "", extra_secrets: dict[str, 
     """A copy of the bundle's project in tmp with more functions (and secrets) in its stack.yml."""
     for folder in ("functions", "openfaas_iam"):
         shutil.copytree(ROOT / folder, tmp / folder, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
-    for name in ("echo", "ticker"):
+    for name in ("echo", "ticker", "hostile"):
         shutil.copytree(ROOT / "tests" / "fixtures" / name, tmp / "fixtures" / name, dirs_exist_ok=True)
     text = (ROOT / "stack.yml").read_text()
     for fn, secrets in (extra_secrets or {}).items():

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 
 from openfaas_iam.errors import DiscoveryError
+from openfaas_iam.outbound import summarise
 from openfaas_iam.own_discovery import discovery_document
 from openfaas_iam.responses import error, json_response, not_ready
 from openfaas_iam.routing import Router
@@ -12,6 +15,7 @@ from openfaas_iam.runtime import Runtime
 from openfaas_iam.settings import Settings
 from openfaas_iam.watched_file import Unavailable
 
+log = logging.getLogger("iam-discovery")
 rt = Runtime.build(Settings.from_env(os.environ))
 router = Router()
 
@@ -37,26 +41,45 @@ def issuers(event):
         config = rt.config.get()
     except Unavailable as e:
         return not_ready(e)
-    return json_response(200, {"issuers": rt.jwks.status(config.issuers)})
+    statuses = rt.jwks.status(config.issuers)
+    for status in statuses:
+        # Anyone can call this: the reason in a few words; the full one is in the log.
+        if status.get("reason"):
+            status["reason"] = summarise(str(status["reason"]))
+    return json_response(200, {"issuers": statuses})
+
+
+_refreshing = threading.Lock()
 
 
 @router.route("/", "POST")
 @router.route("/refresh", "POST")
 def refresh(event):
-    """Prefetch every issuer (cron-connector calls POST /): tokens then never wait on an IdP."""
+    """Prefetch every issuer (cron-connector calls POST /): tokens then never wait on an IdP.
+
+    Anonymous callers reach it, so one runs at a time per replica (others get 429), each
+    issuer is fetched at most once per `jwks_refetch_interval`, and failures are summarised.
+    """
+    if not _refreshing.acquire(blocking=False):
+        resp = error(429, "busy", "a refresh is already running; try again in a few seconds")
+        resp["headers"]["Retry-After"] = "5"
+        return resp
     try:
-        config = rt.config.get()
-    except Unavailable as e:
-        return not_ready(e)
-    results = {}
-    for issuer in config.issuers:
         try:
-            entry = rt.jwks.prefetch(issuer)
-            results[issuer.name] = {"ok": True, "kids": entry.kids}
-        except DiscoveryError as e:
-            results[issuer.name] = {"ok": False, "reason": str(e)}
-    failed = sum(1 for r in results.values() if not r["ok"])
-    return json_response(200, {"refreshed": len(results) - failed, "failed": failed, "issuers": results})
+            config = rt.config.get()
+        except Unavailable as e:
+            return not_ready(e)
+        results = {}
+        for issuer in config.issuers:
+            try:
+                entry = rt.jwks.prefetch(issuer)
+                results[issuer.name] = {"ok": True, "kids": entry.kids}
+            except DiscoveryError as e:  # the full reason is logged where it happened (jwks_cache)
+                results[issuer.name] = {"ok": False, "reason": summarise(str(e))}
+        failed = sum(1 for r in results.values() if not r["ok"])
+        return json_response(200, {"refreshed": len(results) - failed, "failed": failed, "issuers": results})
+    finally:
+        _refreshing.release()
 
 
 @router.route("/metrics", "GET")

@@ -2,12 +2,15 @@
 
 POST /oauth/token exchanges an IdP token for an OpenFaaS token. GET / shows who you are
 once signed in; /login, /callback and /logout run the authorization-code flow (PKCE,
-state, nonce) against the SSO JwtIssuer configured for people.
+state, nonce) against the SSO JwtIssuer configured for people. The pages answer only on
+the dedicated sign-in origin (`signin_origin`), never on the gateway's shared one.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import secrets
 from urllib.parse import parse_qsl
 
 import requests
@@ -21,7 +24,16 @@ from openfaas_iam.responses import NO_STORE, json_response, not_ready_message, o
 from openfaas_iam.routing import Router
 from openfaas_iam.runtime import Runtime
 from openfaas_iam.settings import Settings
-from openfaas_iam.signin import FLOW_COOKIE, SESSION_COOKIE, SignIn, SignInError, SsoSettings, cookie, parse_cookies
+from openfaas_iam.signin import (
+    FLOW_COOKIE,
+    SESSION_COOKIE,
+    SESSION_TTL,
+    SignIn,
+    SignInError,
+    SsoSettings,
+    cookie,
+    parse_cookies,
+)
 from openfaas_iam.watched_file import Unavailable, WatchedFile, read_stripped
 
 rt = Runtime.build(Settings.from_env(os.environ))
@@ -63,16 +75,19 @@ def token_wrong_method(event):
 
 
 # -- browser sign-in ------------------------------------------------------------------------------
+# Every page below answers only on the dedicated sign-in origin (`signin_origin`). On the gateway's
+# shared origin any function's script could read it with fetch(), so there it refuses, sets no
+# cookie and links to the right address (docs/architecture.md, "The sign-in origin").
 
 
 _client_secret = WatchedFile(s.secret_path(s.sso_client_secret), read_stripped, what="SSO client secret")
 _signin: SignIn | None = None
-BASE = "/"
+BASE = ""
 
 
 def signin() -> SignIn:
     """Built on first use: the secret is mounted only where people sign in."""
-    global _signin, BASE
+    global _signin
     if not s.sso_issuer or not s.sso_client_id:
         raise SignInError("Sign-in is not configured", "Set sso_issuer and sso_client_id for iam-token.", 404)
     try:
@@ -82,7 +97,9 @@ def signin() -> SignIn:
             "Sign-in is not configured", f"Mount the secret {s.sso_client_secret} for iam-token.", 404
         ) from None
     if _signin is None or _signin.sso.client_secret != secret:
-        sso = SsoSettings(s.sso_issuer, s.sso_client_id, secret, s.sso_redirect_url, s.sso_scopes)
+        sso = SsoSettings(
+            s.sso_issuer, s.sso_client_id, secret, s.sso_redirect_url, s.sso_scopes, origin=s.signin_origin
+        )
         _signin = SignIn(
             sso=sso,
             config=rt.config.get,
@@ -91,8 +108,8 @@ def signin() -> SignIn:
             exchange=exchange,
             leeway=s.leeway_seconds,
             session_secret=("openfaas-iam:" + secret).encode(),
+            store=rt.cache,
         )
-        BASE = sso.base_path
     return _signin
 
 
@@ -111,49 +128,62 @@ def failed(e: SignInError) -> dict:
     return html(e.status, pages.error(BASE, e.title, e.message, e.detail))
 
 
-@router.route("/", "GET")
-def home(event):
-    try:
-        si = signin()
-        session = si.current(parse_cookies(event.headers.get("Cookie")))
-        if session is None:
-            issuer = si.issuer(rt.config.get())
-            return html(200, pages.landing(BASE, issuer.name))
-        token_value = session["t"]
-        claims = decode_json(token_value.split(".")[1])
-        whoami, problem = None, None
+def browser_page(view):
+    """Only on the sign-in origin, only for navigations; configuration problems as a page."""
+
+    @functools.wraps(view)
+    def guarded(event):
+        if not s.signin_origin or not SsoSettings("", "", "", "", origin=s.signin_origin).serves(event.headers):
+            return html(404, pages.wrong_origin(s.signin_origin))
+        # Fetch metadata, where the browser sends it: the page is for top-level navigations only,
+        # so a script's fetch() (even one claiming this host) gets nothing, whatever its cookies.
+        mode = event.headers.get("Sec-Fetch-Mode")
+        if mode is not None and mode != "navigate":
+            return html(403, pages.error(BASE, "Open this page in the browser", "It is not served to scripts."))
         try:
-            r = requests.get(f"{s.authz_url}/whoami", headers={"Authorization": f"Bearer {token_value}"}, timeout=5)
-            if r.status_code == 200:
-                whoami = r.json()
-            else:
-                problem = f"HTTP {r.status_code}"
-        except (requests.RequestException, ValueError) as e:
-            problem = type(e).__name__
-        rendered = pages.signed_in(
-            base=BASE,
-            claims=claims,
-            token=token_value,
-            whoami=whoami,
-            whoami_error=problem,
-            gateway=s.authz_url,
-            csrf=session["c"],
-        )
-        return html(200, rendered)
-    except SignInError as e:
-        return failed(e)
-    except Unavailable as e:
-        return unavailable(e)
+            return view(event, signin())
+        except SignInError as e:
+            return failed(e)
+        except Unavailable as e:
+            return unavailable(e)
+
+    return guarded
+
+
+@router.route("/", "GET")
+@browser_page
+def home(event, si: SignIn):
+    session = si.current(parse_cookies(event.headers.get("Cookie")))
+    if session is None:
+        issuer = si.issuer(rt.config.get())
+        return html(200, pages.landing(BASE, issuer.name))
+    token_value = session["t"]
+    claims = decode_json(token_value.split(".")[1])
+    whoami, problem = None, None
+    try:
+        r = requests.get(f"{s.authz_url}/whoami", headers={"Authorization": f"Bearer {token_value}"}, timeout=5)
+        if r.status_code == 200:
+            whoami = r.json()
+        else:
+            problem = f"HTTP {r.status_code}"
+    except (requests.RequestException, ValueError) as e:
+        problem = type(e).__name__
+    rendered = pages.signed_in(
+        base=BASE,
+        claims=claims,
+        token=token_value,
+        whoami=whoami,
+        whoami_error=problem,
+        gateway=s.authz_url,
+        csrf=session["c"],
+    )
+    return html(200, rendered)
 
 
 @router.route("/login", "GET")
-def login(event):
-    try:
-        url, flow = signin().start()
-    except SignInError as e:
-        return failed(e)
-    except Unavailable as e:
-        return unavailable(e)
+@browser_page
+def login(event, si: SignIn):
+    url, flow = si.start()
     return {
         "statusCode": 302,
         "body": "",
@@ -162,43 +192,31 @@ def login(event):
 
 
 @router.route("/callback", "GET")
-def callback(event):
+@browser_page
+def callback(event, si: SignIn):
+    clear_flow = cookie(FLOW_COOKIE, "", si.sso, 0, "Lax")
     try:
-        si = signin()
         sealed, _ = si.finish(dict(event.query), parse_cookies(event.headers.get("Cookie")), event.remote_addr)
     except SignInError as e:
-        return html(
-            e.status,
-            pages.error(BASE, e.title, e.message, e.detail),
-            [cookie(FLOW_COOKIE, "", _sso(), 0)] if _signin else [],
-        )
-    except Unavailable as e:
-        return unavailable(e)
-    cookies = [cookie(FLOW_COOKIE, "", si.sso, 0), cookie(SESSION_COOKIE, sealed, si.sso, 12 * 3600)]
-    return {
-        "statusCode": 303,
-        "body": "",
-        "headers": [("Location", BASE + "/"), ("Cache-Control", "no-store")] + [("Set-Cookie", c) for c in cookies],
-    }
-
-
-def _sso() -> SsoSettings:
-    assert _signin is not None
-    return _signin.sso
+        return html(e.status, pages.error(BASE, e.title, e.message, e.detail), [clear_flow])
+    # 200 and a same-site step to the page, not a redirect: see pages.signing_in.
+    return html(200, pages.signing_in(BASE), [clear_flow, cookie(SESSION_COOKIE, sealed, si.sso, SESSION_TTL)])
 
 
 @router.route("/logout", "GET", "POST")
-def logout(event):
-    try:
-        si = signin()
-    except SignInError as e:
-        return failed(e)
-    if event.method == "POST":
-        # The form carries the session's own CSRF value; a cross-site POST cannot know it.
-        session = si.current(parse_cookies(event.headers.get("Cookie")))
-        form = dict(parse_qsl(event.body.decode("utf-8", "replace")))
-        if session is not None and form.get("csrf") != session.get("c"):
+@browser_page
+def logout(event, si: SignIn):
+    session = si.current(parse_cookies(event.headers.get("Cookie")))
+    if event.method == "GET":
+        if session is None:
+            return html(200, pages.signed_out(BASE))
+        return html(200, pages.confirm_sign_out(BASE, session["c"]))
+    # The form carries the session's own CSRF value; a cross-site POST cannot know it.
+    form = dict(parse_qsl(event.body.decode("utf-8", "replace")))
+    if session is not None:
+        if not secrets.compare_digest(form.get("csrf", ""), session["c"]):
             return failed(SignInError("Sign-out refused", "The sign-out form did not come from this page.", 403))
+        si.revoke(session)
     return html(200, pages.signed_out(BASE), [cookie(SESSION_COOKIE, "", si.sso, 0)])
 
 

@@ -156,7 +156,11 @@ def run(args: argparse.Namespace) -> int:
     options = {"issuer": issuer}
     if args.authority:
         options.update(authority=args.authority, client_id=args.client_id or "", grant=args.grant)
-    path = save_token(args.gateway, token, options)
+    try:
+        path = save_token(args.gateway, token, options)
+    except OSError as e:  # UnsafeConfigPath: a planted link or a folder that is not ours
+        _say(f"openfaas-iam auth: the token was not saved: {e}")
+        return 1
     _show(token, args)
     payload = oc.decode_unverified(token)["payload"]
     _say(

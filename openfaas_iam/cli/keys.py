@@ -8,6 +8,7 @@ import json
 import os
 import sys
 
+from ..faas_config import write_private
 from ..keyset import initial_keyset
 
 SECRET = "iam-signing-keys"
@@ -52,11 +53,16 @@ def run_init(args: argparse.Namespace) -> int:
     if args.output == "-":
         sys.stdout.write(text + "\n")
         return 0
-    if os.path.exists(args.output) and not args.force:
+    if os.path.lexists(args.output) and not args.force:
         print(f"openfaas-iam keys init: {args.output} exists; use --force to replace it", file=sys.stderr)
         return 1
-    fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text + "\n")
+    # Always a new 0600 file renamed into place: --force never keeps an old file's mode and never
+    # writes through a (dangling) symlink; the link itself is replaced.
+    folder = os.path.dirname(os.path.abspath(args.output))
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        write_private(dir_fd, os.path.basename(args.output), text + "\n")
+    finally:
+        os.close(dir_fd)
     print(f"wrote a new signing keyset ({args.format}) to {args.output}", file=sys.stderr)
     return 0

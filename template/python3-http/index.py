@@ -10,6 +10,12 @@ of-watchdog forwards to `upstream_url` (default http://127.0.0.1:5000), so that 
 where we listen; the local gateway starts each function with its own upstream_url.
 A handler that raises gets a 500 with a JSON body and its traceback in the log,
 never a crashed process or a trace in the response.
+
+Safer than OpenFaaS's own python3-http template, on purpose: every function shares the
+gateway's browser origin, so a `str` body is `text/plain; charset=utf-8` unless the handler
+sets a Content-Type (the official template sends Flask's default, `text/html`, which makes
+`return "Hello " + name` a reflected XSS on that origin), and every response carries
+`X-Content-Type-Options: nosniff` so a browser never guesses HTML from a body either.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ sys.path.insert(0, FUNCTION_DIR)
 from function import handler  # noqa: E402
 
 log = logging.getLogger("template")
+TEXT = "text/plain; charset=utf-8"
 METHODS = ["GET", "PUT", "POST", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
@@ -126,7 +133,9 @@ def format_response(res: Any) -> Response:
     """Turn any return shape of the contract into a Flask response."""
     if res is None:
         return Response(b"", status=200)
-    if isinstance(res, (str, bytes)):
+    if isinstance(res, str):
+        return Response(res, status=200, headers=_headers(TEXT, None))
+    if isinstance(res, bytes):
         return Response(res, status=200)
     if not isinstance(res, dict):
         raise TypeError(f"handler returned {type(res).__name__}; expected None, str, bytes or a dict")
@@ -138,12 +147,12 @@ def format_response(res: Any) -> Response:
     if body is None:
         return Response(b"", status=status, headers=_headers(None, extra))
     if isinstance(body, str):
-        return Response(body, status=status, headers=_headers("text/html; charset=utf-8", extra))
+        return Response(body, status=status, headers=_headers(TEXT, extra))
     if isinstance(body, bytes):
         return Response(body, status=status, headers=_headers(None, extra))
     if isinstance(body, Iterable):
         return Response(_stream(body), status=status, headers=_headers(None, extra), direct_passthrough=True)
-    return Response(str(body), status=status, headers=_headers("text/html; charset=utf-8", extra))
+    return Response(str(body), status=status, headers=_headers(TEXT, extra))
 
 
 def _stream(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -176,6 +185,11 @@ def create_app() -> Flask:
     auth = _function_auth()
     app.config["MAX_CONTENT_LENGTH"] = int(os.getenv("max_request_bytes", str(1024 * 1024)))
 
+    @app.after_request
+    def no_sniffing(resp: Response) -> Response:
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return resp
+
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException) -> Response:
         return _json(e.code or 500, {"error": (e.name or "error").lower().replace(" ", "_"), "message": e.description})
@@ -190,8 +204,10 @@ def create_app() -> Flask:
                 auth.check(request.headers.get("Authorization"))
             except AuthError as e:
                 if e.status == 401:
-                    return Response(f"Unauthorized: {e}\n", status=401, headers={"WWW-Authenticate": CHALLENGE})
-                return Response(f"{e}\n", status=403)
+                    return Response(
+                        f"Unauthorized: {e}\n", status=401, headers={"WWW-Authenticate": CHALLENGE}, content_type=TEXT
+                    )
+                return Response(f"{e}\n", status=403, content_type=TEXT)
         try:
             res = handler.handle(Event(), CONTEXT)
             return format_response(res)

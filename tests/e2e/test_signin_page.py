@@ -10,15 +10,34 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import requests
-from conftest import ROOT, free_port, start_gateway
+from conftest import ROOT, free_port, make_project, start_gateway
 from idp_server import OidcProvider, drive_login
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 CLIENT_SECRET = "openfaas-secret"
+ACCOUNTS: dict[str, Any] = {
+    "alice": {
+        "groups": ["dev", "ops"],
+        "email": "alice@example.com",
+        "preferred_username": "alice",
+        "name": "Alice Example",
+    },
+    "mallory": {"groups": ["guests"], "preferred_username": "mallory"},
+    "eve": {"groups": ["dev"], "preferred_username": "eve"},
+}
+# A user's function on the shared gateway origin whose page's script goes after the sign-in page.
+HOSTILE = """
+  evil:
+    lang: python3-http
+    handler: ./fixtures/hostile
+    image: test/evil:latest
+    namespace: openfaas-fn
+"""
 
 
 def docs(iss: str) -> list[dict[str, Any]]:
@@ -59,31 +78,27 @@ def docs(iss: str) -> list[dict[str, Any]]:
 class Env:
     def __init__(self, idp: OidcProvider, gw: Any) -> None:
         self.idp, self.gw = idp, gw
-        self.base = f"http://127.0.0.1:{gw.port}"
-        self.page = f"{self.base}/function/iam-token"
+        self.base = f"http://127.0.0.1:{gw.port}"  # the gateway's shared origin: every function lives here
+        self.page = gw.signin_origin  # the sign-in page's own origin: http://localhost:<port>
+        self.shared_page = f"{self.base}/function/iam-token"
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("signin")
-    port = free_port()
-    idp = OidcProvider(free_port(), redirect_uris=[f"http://127.0.0.1:{port}/function/iam-token/callback"]).start(
-        accounts={
-            "alice": {
-                "groups": ["dev", "ops"],
-                "email": "alice@example.com",
-                "preferred_username": "alice",
-                "name": "Alice Example",
-            },
-            "mallory": {"groups": ["guests"], "preferred_username": "mallory"},
-        }
-    )
+    port, signin_port = free_port(), free_port()
+    idp = OidcProvider(free_port(), redirect_uris=[f"http://localhost:{signin_port}/callback"]).start(accounts=ACCOUNTS)
     (tmp / "iam.json").write_text(json.dumps(docs(idp.issuer)))
     store = tmp / "state" / "secrets" / "sso-client-secret"
     store.mkdir(parents=True)
     (store / "sso-client-secret").write_text(CLIENT_SECRET)
     gw = start_gateway(
-        tmp, iam_config=tmp / "iam.json", port=port, env={"SSO_ISSUER": "people", "SSO_CLIENT_ID": "openfaas"}
+        tmp,
+        iam_config=tmp / "iam.json",
+        port=port,
+        env={"SSO_ISSUER": "people", "SSO_CLIENT_ID": "openfaas"},
+        stack=make_project(tmp / "project", HOSTILE),
+        signin_port=signin_port,
     )
     try:
         yield Env(idp, gw)
@@ -174,8 +189,10 @@ def test_sign_in_see_copy_use_and_sign_out(env: Env, browser, tmp_path: Path) ->
 
     cookies = {c["name"]: c for c in browser.get_cookies()}
     session = cookies["iam_session"]
-    assert session["httpOnly"] and session["sameSite"] == "Lax" and not session["secure"], "loopback: not Secure"
+    assert session["httpOnly"] and session["sameSite"] == "Strict" and not session["secure"], "loopback: not Secure"
     assert token not in session["value"] and token.split(".")[1] not in session["value"], "no token in clear"
+    assert session["domain"] == "localhost" and session["path"] == "/", "host-only, for the sign-in origin"
+    assert len(session["value"]) < 400, "the token stays server-side: the cookie is an id"
 
     shot = tmp_path / "signin.png"
     browser.save_screenshot(str(shot))
@@ -183,10 +200,19 @@ def test_sign_in_see_copy_use_and_sign_out(env: Env, browser, tmp_path: Path) ->
     if os.environ.get("UPDATE_SCREENSHOT"):
         shutil.copy(shot, ROOT / "docs" / "signin.png")
 
+    # A GET of /logout (a link, an image, another site) only asks.
+    browser.get(env.page + "/logout")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Sign out?"
+    browser.get(env.page + "/")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "You are signed in"
+    copied = {"iam_session": session["value"]}
     browser.find_element(By.XPATH, "//button[normalize-space()='Sign out']").click()
     wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "You are signed out"))
     browser.get(env.page + "/")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in to OpenFaaS"
+    # A copy of the cookie taken before sign-out is no session any more (revoked server-side).
+    r = requests.get(env.page + "/", cookies=copied, timeout=10)
+    assert "Sign in to OpenFaaS" in r.text and token not in r.text
 
 
 def start_flow(env: Env) -> tuple[requests.Session, str]:
@@ -235,11 +261,20 @@ def test_errors_people_understand(env: Env) -> None:
 
 
 def test_not_configured_is_a_404_page(local_gateway) -> None:
-    gw = local_gateway()  # examples/iam.yaml: the default SSO issuer exists, its client secret is a placeholder...
+    gw = local_gateway()  # no sign-in origin: the page answers nowhere, and says what to set
     r = requests.get(f"http://127.0.0.1:{gw.port}/function/iam-token/", timeout=10)
-    assert r.status_code == 200 and "Sign in to OpenFaaS" in r.text
-    gw2 = local_gateway(env={"SSO_ISSUER": "nobody"})
+    assert r.status_code == 404 and "Sign-in is not served here" in r.text and "signin_origin" in r.text
+    assert "Set-Cookie" not in r.headers
+    signin_port = free_port()
+    gw2 = local_gateway(env={"SSO_ISSUER": "nobody", "SIGNIN_ORIGIN": f"http://localhost:{signin_port}"})
     r = requests.get(f"http://127.0.0.1:{gw2.port}/function/iam-token/", timeout=10)
+    assert r.status_code == 404 and f"http://localhost:{signin_port}/" in r.text, "points to the right address"
+    # As an Ingress host route would reach it: the configured host, so the configuration problem shows.
+    r = requests.get(
+        f"http://127.0.0.1:{gw2.port}/function/iam-token/",
+        headers={"X-Forwarded-Host": f"localhost:{signin_port}"},
+        timeout=10,
+    )
     assert r.status_code == 404 and "Sign-in is not configured" in r.text and "nobody" in r.text
 
 
@@ -261,4 +296,74 @@ def test_idp_unreachable(env: Env) -> None:
         assert r.status_code == 503
         assert "The identity provider is unreachable" in r.text and "Try again in a minute" in r.text
     finally:
-        env.idp.start()
+        env.idp.start(accounts=ACCOUNTS)
+
+
+def sign_in_in_browser(browser, env: Env, login: str) -> str:
+    """Sign `login` in on the sign-in origin; returns the token the page shows."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 20)
+    browser.get(env.page + "/login")
+    wait.until(ec.presence_of_element_located((By.NAME, "login"))).send_keys(login)
+    browser.find_element(By.NAME, "password").send_keys("any password")
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "input[name=prompt][value=consent]")))
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "You are signed in"))
+    return browser.find_element(By.ID, "token").get_attribute("value")
+
+
+def test_a_hostile_function_cannot_read_the_token_or_plant_a_session(env: Env, browser) -> None:
+    """Issue 20's attack, in a real browser: a user's function on the gateway origin goes after the page."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # The attacker's own valid session, from signing in on the sign-in origin as themselves.
+    s, url = start_flow(env)
+    s.get(drive_login(url, login="eve", redirect_uri=f"{env.page}/callback"), timeout=10)
+    planted = s.cookies.get("iam_session")
+    assert planted and "You are signed in" in s.get(f"{env.page}/", timeout=10).text
+
+    token = sign_in_in_browser(browser, env, "alice")
+    assert token.count(".") == 2
+
+    # The victim opens the hostile function's page on the shared origin.
+    browser.get(f"{env.base}/function/evil/?" + urlencode({"origin": env.page, "plant": planted}))
+    WebDriverWait(browser, 40).until(lambda d: d.find_element(By.ID, "out").text)
+    loot = json.loads(browser.find_element(By.ID, "out").text)
+    everything = json.dumps(loot)
+    assert token not in everything and token.split(".")[1] not in everything, "no token reaches the script"
+    assert "You are signed in" not in everything
+    assert loot["shared"]["status"] == 404 and "Sign-in is not served here" in loot["shared"]["text"]
+    # Claiming the sign-in host does not help: the fetch carries no sign-in cookie, and the page is
+    # not served to scripts at all.
+    assert loot["spoofed"]["status"] == 403
+    assert loot["logout"]["status"] == 404
+    assert "error" in loot["cross"], "another origin without CORS: the browser gives the script nothing"
+
+    # The victim is still alice on the sign-in origin: the planted cookies never reach it.
+    browser.get(env.page + "/")
+    assert browser.find_element(By.ID, "subject").text == "fed:alice"
+    assert browser.find_element(By.ID, "token").get_attribute("value") == token
+    names = {c["name"]: c for c in browser.get_cookies()}
+    assert names["iam_session"]["value"] != planted
+
+    # The shared origin, navigated to by a person: refuses, points to the right address, sets nothing.
+    browser.get(env.shared_page + "/")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Sign-in is not served here"
+    assert browser.find_element(By.LINK_TEXT, env.page).get_attribute("href") == env.page + "/"
+    r = requests.get(env.shared_page + "/login", timeout=10)
+    assert r.status_code == 404 and "Set-Cookie" not in r.headers and token not in r.text
+
+    # Signed out, with the attacker's cookies planted on the shared origin: still nobody signed in.
+    browser.get(env.page + "/logout")
+    browser.find_element(By.XPATH, "//button[normalize-space()='Sign out']").click()
+    WebDriverWait(browser, 20).until(lambda d: d.find_element(By.TAG_NAME, "h1").text == "You are signed out")
+    browser.get(f"{env.base}/function/evil/?" + urlencode({"origin": env.page, "plant": planted}))
+    WebDriverWait(browser, 40).until(lambda d: d.find_element(By.ID, "out").text)
+    assert token not in browser.find_element(By.ID, "out").text
+    browser.get(env.page + "/")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in to OpenFaaS", "the attacker's session is not ours"

@@ -69,10 +69,10 @@ def test_namespace_suffix_and_unknown_function(echo_gateway) -> None:
     ("path", "status", "body", "content_type"),
     [
         ("/shape/none", 200, b"", None),
-        ("/shape/str", 200, b"hello", "text/html"),
+        ("/shape/str", 200, b"hello", "text/plain; charset=utf-8"),
         ("/shape/bytes", 200, b"\x00\x01binary", None),
         ("/shape/dict-json", 201, b'{"a": 1}', "application/json"),
-        ("/shape/dict-text", 200, b"text body", None),
+        ("/shape/dict-text", 200, b"text body", "text/plain; charset=utf-8"),
         ("/shape/dict-empty", 204, b"", None),
         ("/shape/dict-list", 200, b"[1, 2, 3]", "application/json"),
         ("/shape/dict-bytes", 200, b"raw", "application/octet-stream"),
@@ -90,6 +90,8 @@ def test_every_return_shape(echo_gateway, path: str, status: int, body: bytes, c
         assert r.headers["Content-Type"].startswith(content_type)
     if path == "/shape/dict-json":
         assert r.headers["X-Test"] == "yes"
+    # Unlike the official template (text/html for a str): no body is ever sniffed or served as HTML.
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
 
 
 @pytest.mark.parametrize("path", ["/shape/raise", "/shape/bad"])

@@ -28,3 +28,10 @@ def test_crds_cover_the_three_kinds() -> None:
     crds = list(yaml.safe_load_all((ROOT / "deploy" / "crds.yaml").read_text()))
     assert sorted(c["spec"]["names"]["kind"] for c in crds) == ["JwtIssuer", "Policy", "Role"]
     assert all(c["spec"]["group"] == "iam.openfaas.com" and c["spec"]["versions"][0]["name"] == "v1" for c in crds)
+
+
+def test_signin_ingress_routes_its_own_host_to_iam_token_only() -> None:
+    ingress = next(yaml.safe_load_all((ROOT / "deploy" / "signin-ingress.yaml").read_text()))
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == "iam.example.com" and ingress["spec"]["tls"][0]["hosts"] == [rule["host"]]
+    assert [p["backend"]["service"]["name"] for p in rule["http"]["paths"]] == ["iam-token"]

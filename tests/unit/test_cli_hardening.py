@@ -1,0 +1,156 @@
+"""The CLI on a shared machine or in CI: no write through planted links, a callback that ends once.
+
+Issue 20: with CI=true the config folder is `./.openfaas` in a checked-out repository, whose
+author chose its contents (a committed symlink made `openfaas-iam auth` write the token into
+its target, mode 644).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from openfaas_iam.cli.main import main
+from openfaas_iam.faas_config import UnsafeConfigPath, save_token
+from openfaas_iam.oidc_client import AuthFlowError, CallbackServer
+
+
+def ci_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.chdir(tmp_path)
+    return {"CI": "true"}
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def test_a_symlinked_config_folder_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / ".openfaas").symlink_to(elsewhere)
+    with pytest.raises(UnsafeConfigPath, match="symbolic link"):
+        save_token("http://gw", "secret-token", {}, ci_env(tmp_path, monkeypatch))
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_planted_temporary_file_link_is_never_followed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / ".openfaas"
+    folder.mkdir(mode=0o700)
+    target = tmp_path / "stolen.txt"
+    (folder / ".config.yml.tmp").symlink_to(target)  # the committed link of the issue
+    path = save_token("http://gw", "secret-token", {}, ci_env(tmp_path, monkeypatch))
+    assert not target.exists()
+    assert mode(path) == 0o600 and yaml.safe_load(path.read_text())["auths"][0]["token"] == "secret-token"
+    assert sorted(p.name for p in folder.iterdir()) == [".config.yml.tmp", "config.yml"], "no temporary file left"
+
+
+def test_a_linked_config_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / ".openfaas"
+    folder.mkdir(mode=0o700)
+    target = tmp_path / "target.yml"
+    target.write_text("auths: []\n")
+    (folder / "config.yml").symlink_to(target)
+    with pytest.raises(UnsafeConfigPath, match="symbolic link"):
+        save_token("http://gw", "secret-token", {}, ci_env(tmp_path, monkeypatch))
+    assert target.read_text() == "auths: []\n"
+
+
+def test_an_existing_readable_file_becomes_0600_and_a_shared_folder_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / ".openfaas"
+    folder.mkdir(mode=0o700)
+    (folder / "config.yml").write_text("auths: [{gateway: http://other, auth: oauth2, token: t}]\n")
+    os.chmod(folder / "config.yml", 0o644)
+    path = save_token("http://gw", "secret-token", {}, ci_env(tmp_path, monkeypatch))
+    assert mode(path) == 0o600 and len(yaml.safe_load(path.read_text())["auths"]) == 2
+    os.chmod(folder, 0o777)
+    with pytest.raises(UnsafeConfigPath, match="others may write"):
+        save_token("http://gw", "secret-token", {}, {"CI": "true"})
+
+
+def test_a_new_folder_is_0700(tmp_path: Path) -> None:
+    path = save_token("http://gw", "t", {}, {"OPENFAAS_CONFIG": str(tmp_path / "a" / "cfg")})
+    assert mode(path.parent) == 0o700 and mode(path) == 0o600
+
+
+def test_keys_init_force_writes_0600_and_never_through_a_link(tmp_path: Path) -> None:
+    existing = tmp_path / "keys.json"
+    existing.write_text("old")
+    os.chmod(existing, 0o644)
+    assert main(["keys", "init", "-o", str(existing), "--force"]) == 0
+    assert mode(existing) == 0o600 and existing.read_text() != "old"
+    dangling = tmp_path / "link.json"
+    dangling.symlink_to(tmp_path / "target-of-link.json")
+    assert main(["keys", "init", "-o", str(dangling)]) == 1, "a dangling link counts as existing"
+    assert main(["keys", "init", "-o", str(dangling), "--force"]) == 0
+    assert not (tmp_path / "target-of-link.json").exists() and not dangling.is_symlink()
+    assert mode(dangling) == 0o600
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    out = resp.status, resp.getheader("Location") or resp.read().decode()
+    conn.close()
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_callback_counts_only_the_exact_path_and_state_once() -> None:
+    port = free_port()
+    server = CallbackServer("127.0.0.1", port, "the-state")
+    authorize = "https://idp.example/auth?code_challenge=c&state=the-state"
+    server.authorize_url = authorize
+    result: list[dict[str, str]] = []
+    waiter = threading.Thread(target=lambda: result.append(server.wait(10)))
+    waiter.start()
+    # The one-shot start address: the authorization URL once, then nothing.
+    assert get(port, server.start_path) == (302, authorize)
+    assert get(port, server.start_path)[0] == 404
+    # Anything else is answered and ignored: the flow goes on.
+    assert get(port, "/")[0] == 404
+    assert get(port, "/oauth/callback/extra?code=x&state=the-state")[0] == 404
+    assert get(port, "/oauth/callback?code=evil&state=guess")[0] == 400
+    assert get(port, "/oauth/callback?code=evil")[0] == 400
+    assert get(port, "/oauth/callback?code=evil&state=the-state&state=the-state")[0] == 400
+    assert not result
+    assert get(port, "/oauth/callback?code=good&state=the-state")[0] == 200
+    waiter.join(5)
+    assert result == [{"code": "good", "state": "the-state"}]
+
+
+def test_an_idle_connection_does_not_hold_the_total_timeout() -> None:
+    port = free_port()
+    server = CallbackServer("127.0.0.1", port, "s")
+    idle = socket.create_connection(("127.0.0.1", port))  # connects, never sends a byte
+    try:
+        start = time.monotonic()
+        with pytest.raises(AuthFlowError, match="no sign-in callback within 1s"):
+            server.wait(1)
+        elapsed = time.monotonic() - start
+        assert elapsed < 3, f"--timeout 1 took {elapsed:.1f}s"
+    finally:
+        idle.close()
+
+
+def test_a_wrong_state_does_not_end_the_flow_before_the_right_one(tmp_path: Path) -> None:
+    port = free_port()
+    server = CallbackServer("127.0.0.1", port, "right")
+    threading.Timer(0.2, lambda: get(port, "/oauth/callback?code=x&state=wrong")).start()
+    threading.Timer(0.6, lambda: get(port, "/oauth/callback?code=y&state=right")).start()
+    assert server.wait(5)["code"] == "y"
