@@ -58,7 +58,7 @@ class FunctionProcess:
             {
                 "secret_mount_path": str(mount),
                 "HOSTNAME": f"{fn.name}-local",
-                # What a provider tells a function about itself (jwt_auth checks permissions with it).
+                # What a provider tells a function about itself (iam_auth checks permissions with it).
                 "function_name": fn.name,
                 "function_namespace": fn.namespace,
                 "PYTHONUNBUFFERED": "1",

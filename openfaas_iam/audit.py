@@ -258,7 +258,10 @@ class AuditLog:
             "outcome": "granted" if granted else "refused",
             "subject": subject,
             "issuer": issuer,
+            # X-Forwarded-For's first entry: the OpenFaaS gateway passes a client's own value through,
+            # so this is the caller's claim (subject and issuer are verified; the address is not).
             "client": client,
+            "client_verified": False,
         }
         if scope:
             event["scope"] = scope

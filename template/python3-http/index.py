@@ -75,9 +75,21 @@ class Event:
 
     @cached_property
     def remote_addr(self) -> str:
-        # The gateway appends the caller it saw to X-Forwarded-For; earlier entries are the client's word.
+        """The caller's address as the request claims it: X-Forwarded-For's first entry.
+
+        Nothing here is verified. The OpenFaaS gateway sets X-Forwarded-For to the address it
+        saw only when the request has none, and passes a client's own value through unchanged;
+        so this is the caller's claim unless an ingress in front overwrites the header. Record
+        it as a claim (`peer_addr` is the one address this process saw for itself).
+        """
         forwarded = self.headers.get("X-Forwarded-For", "")
-        return forwarded.split(",")[-1].strip() if forwarded else (self._request.remote_addr or "")
+        first = forwarded.split(",")[0].strip() if forwarded else ""
+        return first or (self._request.remote_addr or "")
+
+    @cached_property
+    def peer_addr(self) -> str:
+        """The TCP peer (the watchdog, or the local gateway): verified, but never the end client."""
+        return self._request.remote_addr or ""
 
 
 MAX_BODY = int(os.getenv("max_request_bytes", str(1024 * 1024)))
@@ -168,14 +180,23 @@ def _stream(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def _function_auth():
-    """The jwt_auth check when enabled (`jwt_auth=true`, `jwt_auth_issuer=<issuer URL>`)."""
-    if os.getenv("jwt_auth", "").lower() != "true":
-        return None
-    from jwt_auth import FunctionAuth, function_identity
+    """The function-token check when enabled (`iam_auth=true`, `iam_auth_issuer=<issuer URL>`).
 
-    issuer = os.getenv("jwt_auth_issuer", "")
+    `jwt_auth` belongs to of-watchdog: set, the real watchdog verifies tokens itself against a
+    fixed gateway address and fails to start on CE. The template never reads it, and says so.
+    """
+    if os.getenv("jwt_auth", "").lower() == "true":
+        log.warning(
+            "jwt_auth is of-watchdog's own setting and does not work with openfaas-iam on CE; "
+            "use iam_auth=true and iam_auth_issuer=<issuer URL> instead"
+        )
+    if os.getenv("iam_auth", "").lower() != "true":
+        return None
+    from function_auth import FunctionAuth, function_identity
+
+    issuer = os.getenv("iam_auth_issuer", "")
     if not issuer:
-        raise SystemExit("jwt_auth=true needs jwt_auth_issuer (the openfaas-iam issuer URL)")
+        raise SystemExit("iam_auth=true needs iam_auth_issuer (the openfaas-iam issuer URL)")
     name, namespace = function_identity()
     return FunctionAuth(issuer, name, namespace)
 
@@ -194,11 +215,16 @@ def create_app() -> Flask:
     def http_error(e: HTTPException) -> Response:
         return _json(e.code or 500, {"error": (e.name or "error").lower().replace(" ", "_"), "message": e.description})
 
+    @app.route(READY_PATH, methods=["GET"])
+    def ready() -> Response:
+        """of-watchdog's `ready_path`: answered by the template itself once waitress listens."""
+        return Response("ready\n", status=200, content_type=TEXT)
+
     @app.route("/", defaults={"path": ""}, methods=METHODS)
     @app.route("/<path:path>", methods=METHODS)
     def call_handler(path: str) -> Response:
         if auth is not None:
-            from jwt_auth import CHALLENGE, AuthError
+            from function_auth import CHALLENGE, AuthError
 
             try:
                 auth.check(request.headers.get("Authorization"))
@@ -220,13 +246,63 @@ def create_app() -> Flask:
     return app
 
 
+READY_PATH = "/_/ready"
+
+
+def _seconds(name: str, default: float) -> float:
+    """A watchdog duration setting (`30s`, `1m`, or plain seconds)."""
+    value = os.getenv(name, "").strip().lower()
+    try:
+        if value.endswith("ms"):
+            return float(value[:-2]) / 1000
+        if value.endswith("s"):
+            return float(value[:-1])
+        if value.endswith("m"):
+            return float(value[:-1]) * 60
+        return float(value) if value else default
+    except ValueError:
+        return default
+
+
+def drain_on_sigterm(server: Any) -> None:
+    """Finish in-flight requests on SIGTERM, the way of-watchdog expects its child to.
+
+    The watchdog forwards SIGTERM at once, then keeps sending requests for
+    `healthcheck_interval` while Kubernetes takes the pod out of its Service, then waits up
+    to `write_timeout` for what is in flight. So the child keeps serving through that window,
+    then exits as soon as nothing is in flight (or the window has passed).
+    """
+    import signal
+    import threading
+    import time
+
+    write_timeout = _seconds("write_timeout", 10.0)
+    interval = _seconds("healthcheck_interval", write_timeout)
+
+    def drain() -> None:
+        deadline = time.monotonic() + interval + write_timeout
+        time.sleep(min(interval, _seconds("drain_grace", interval)))
+        dispatcher = server.task_dispatcher
+        while time.monotonic() < deadline and (dispatcher.active_count or dispatcher.queue):
+            time.sleep(0.05)
+        log.info("SIGTERM: drained, exiting")
+        logging.shutdown()
+        os._exit(0)
+
+    def on_term(signum: int, frame: Any) -> None:
+        log.info("SIGTERM: serving in-flight and new requests for %.0fs, then exiting", interval)
+        threading.Thread(target=drain, name="drain", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
 def main() -> None:
-    from waitress import serve
+    from waitress import create_server
 
     logging.basicConfig(level=os.getenv("log_level", "INFO").upper(), format="%(message)s", stream=sys.stderr)
     upstream = urlsplit(os.getenv("upstream_url", "http://127.0.0.1:5000"))
     host, port = upstream.hostname or "127.0.0.1", upstream.port or 5000
-    serve(
+    server = create_server(
         create_app(),
         host=host,
         port=port,
@@ -237,6 +313,10 @@ def main() -> None:
         # Only the watchdog (or the local gateway) reaches us; keep the X-Forwarded-* it sets.
         clear_untrusted_proxy_headers=False,
     )
+    drain_on_sigterm(server)
+    # The socket is bound: from here `ready_path` (/_/ready) answers, so the watchdog's health is true.
+    server.print_listen("Serving on http://{}:{}")
+    server.run()
 
 
 if __name__ == "__main__":

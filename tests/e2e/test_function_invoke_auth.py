@@ -1,4 +1,4 @@
-"""Function:Invoke enforcement by the template (jwt_auth=true) with the bundle's function tokens."""
+"""Function:Invoke enforcement by the template (iam_auth=true) with the bundle's function tokens."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ PROTECTED = """
     image: test/echo:latest
     namespace: staging
     environment:
-      jwt_auth: "true"
-      jwt_auth_issuer: ${PUBLIC_GATEWAY_URL}/function/iam-discovery
+      iam_auth: "true"
+      iam_auth_issuer: ${PUBLIC_GATEWAY_URL}/function/iam-discovery
 """
 
 
@@ -94,7 +94,7 @@ def test_function_token_opens_the_function(bundle) -> None:
     [
         ("no token", 401, "Unauthorized: a function token is required"),
         ("garbage", 401, "Unauthorized: malformed token"),
-        ("api token", 401, "Unauthorized: not a function token"),
+        ("api token", 403, "insufficient permissions"),
         ("another function only", 403, "insufficient permissions"),
         ("audience elsewhere", 403, "insufficient permissions"),
         ("explicit deny", 403, "insufficient permissions"),

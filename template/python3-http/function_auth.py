@@ -1,4 +1,8 @@
-"""Function-token checks before the handler runs (`jwt_auth=true`), as OpenFaaS's watchdog does.
+"""Function-token checks before the handler runs (`iam_auth=true`), as OpenFaaS's watchdog does.
+
+The switches are `iam_auth`, `iam_auth_issuer` and `iam_auth_ca_bundle`: of-watchdog owns
+`jwt_auth` (with it set, the real watchdog verifies tokens itself against a fixed gateway
+address the CE gateway does not serve, and refuses to start), so the template never reads it.
 
 The issuer's discovery document gives its JWKS; a token must be ES256, carry
 `iss` = `aud` = the issuer, be unexpired (1 s leeway), and hold a `function.permissions`
@@ -20,7 +24,7 @@ from typing import Any
 import jwt
 import requests
 
-log = logging.getLogger("template.jwt_auth")
+log = logging.getLogger("template.function_auth")
 CHALLENGE = "Bearer realm=IAM function invoke"
 
 
@@ -67,7 +71,7 @@ class FunctionAuth:
         self.namespace = namespace
         self.timeout = timeout
         self.refresh = refresh
-        self.verify_tls: str | bool = os.getenv("jwt_auth_ca_bundle") or True
+        self.verify_tls: str | bool = os.getenv("iam_auth_ca_bundle") or True
         self._keys: dict[str, Any] = {}
         self._fetched = 0.0
         self._last_try = 0.0
@@ -101,7 +105,7 @@ class FunctionAuth:
                     try:
                         self._fetch()
                     except (requests.RequestException, ValueError, KeyError, jwt.PyJWKError) as e:
-                        log.warning("jwt_auth: fetching the keys of %s failed: %s", self.issuer, type(e).__name__)
+                        log.warning("iam_auth: fetching the keys of %s failed: %s", self.issuer, type(e).__name__)
         key = self._keys.get(kid)
         if key is None:
             raise AuthError(401, "unknown signing key")
@@ -131,7 +135,8 @@ class FunctionAuth:
             raise AuthError(401, f"invalid token: {e}") from None
         function = claims.get("function")
         if not isinstance(function, dict):
-            raise AuthError(401, "not a function token")
+            # A valid token of this issuer that is not a function token: 403, as the watchdog answers.
+            raise AuthError(403, "insufficient permissions")
         permissions = [p for p in function.get("permissions") or [] if isinstance(p, str)]
         deny = [p for p in function.get("deny") or [] if isinstance(p, str)]
         audience = [a for a in function.get("audience") or [] if isinstance(a, str)]
