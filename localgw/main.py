@@ -24,7 +24,7 @@ from typing import IO
 from .build_context import assemble
 from .cron import Schedule
 from .gateway import Backend, GatewayApp
-from .local_secrets import ensure_defaults, project
+from .local_secrets import SecretMounts, ensure_defaults
 from .stack import Function, Stack, StackError, load_stack
 
 # What a pod would have: nothing of the developer's shell except what Python needs.
@@ -174,11 +174,9 @@ class LocalGateway:
     ) -> None:
         self.port = port
         self.public_url = env.get("PUBLIC_GATEWAY_URL") or f"http://127.0.0.1:{port}"
-        # Locally the signing keys live in the local secret folder, not a Kubernetes Secret.
-        # and iam-authz's proxy forwards to this gateway (it answers /system/functions), never to a
+        # iam-authz's proxy and iam-rotate's secret writes go to this gateway (it answers /system/functions), never to a
         # cluster address that does not exist here.
         subst_env = {
-            "SIGNING_KEYS_STORE": "local",
             "GATEWAY_URL": self.public_url,
             **env,
             "PUBLIC_GATEWAY_URL": self.public_url,
@@ -188,6 +186,8 @@ class LocalGateway:
         self.state_dir = state_dir
         self.secret_store = state_dir / "secrets"
         self.created = ensure_defaults(self.secret_store, iam_config)
+        # Mounts update late, as the kubelet's do (LOCAL_SECRET_SYNC_DELAY seconds, default 1).
+        self.secrets = SecretMounts(self.secret_store, float(env.get("LOCAL_SECRET_SYNC_DELAY") or "1"))
         self.iam_config = iam_config
         self.processes: list[FunctionProcess] = []
         log_dir = state_dir / "logs"
@@ -195,9 +195,9 @@ class LocalGateway:
         for fn in self.stack.functions.values():
             context = assemble(self.stack, fn, build_dir, template_root)
             mount = state_dir / "mounts" / fn.name
-            project(self.secret_store, fn, mount)
+            self.secrets.add(fn, mount)
             self.processes.append(FunctionProcess(fn, context, mount, log_dir, dict(function_env or {}), echo))
-        self.app = GatewayApp({})
+        self.app = GatewayApp({}, secrets=self.secrets)
         self.cron = CronConnector(list(self.stack.functions.values()), port) if cron else None
         self._server = None
         self._stopping = False
@@ -234,6 +234,7 @@ class LocalGateway:
             }
         )
         threading.Thread(target=self._serve, daemon=True).start()
+        threading.Thread(target=self.secrets.run, daemon=True).start()
         if self.cron:
             threading.Thread(target=self.cron.run, daemon=True).start()
 
@@ -247,6 +248,7 @@ class LocalGateway:
 
     def stop(self) -> None:
         self._stopping = True
+        self.secrets.stop()
         if self.cron:
             self.cron.stop()
         if self._server is not None:

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from . import json_codec
+from .custody import PROTECTED_SECRETS, field_values, listed_secrets, reserved_in
 
 DEFAULT_NAMESPACE = "openfaas-fn"
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -99,6 +100,8 @@ def map_call(
             return ApiCall("Function:List", f"{ns}:*", ns, "/system/functions")
         field = "functionName" if method == "DELETE" else "service"
         fn = _name(body.get(field), f"{field}")
+        if reserved := reserved_in(listed_secrets(body)):  # key custody: see custody.py
+            raise NotCovered(f"a deploy through the proxy may not mount the bundle's secrets ({', '.join(reserved)})")
         action = {"POST": "Function:Create", "PUT": "Function:Update", "DELETE": "Function:Delete"}[method]
         return ApiCall(action, f"{ns}:{fn}", ns, "/system/functions")
 
@@ -124,6 +127,11 @@ def map_call(
         if method == "GET":
             return ApiCall("Secret:List", f"{ns}:*", ns, "/system/secrets")
         secret = _name(body.get("name"), "secret", _SECRET_NAME)
+        if protected := PROTECTED_SECRETS.intersection(v for v in field_values(body, "name") if isinstance(v, str)):
+            # replacing one would plant a key: operators use the gateway itself
+            raise NotCovered(
+                f"secret {sorted(protected)[0]!r} belongs to openfaas-iam and is not changed through the proxy"
+            )
         return ApiCall(f"Secret:{_METHOD_ACTIONS[method]}", f"{ns}:{secret}", ns, "/system/secrets")
 
     if kind == "namespaces" and not rest and method == "GET":

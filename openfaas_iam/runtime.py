@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,7 @@ from .keyset import Keyset, PublicKeys, read_keyset_file, read_public_keys_file
 from .metrics import Metrics
 from .outbound import Fetcher
 from .settings import Settings
-from .stores.cache import LayeredCache, make_cache
+from .stores.cache import LayeredCache, RedisOptions, make_cache
 from .watched_file import Unavailable, WatchedFile
 
 
@@ -76,6 +77,25 @@ class Runtime:
             raise Unavailable("; ".join(problems) or "no signing keys are mounted")
         return {"keys": list(keys.values())}
 
+    def health(self) -> dict[str, Any]:
+        """`/healthz`: "degraded" with the reason when the configured Redis is not usable.
+
+        Redis is an optimisation (the functions keep working without it), so this never
+        fails the probe; it says loudly what to fix instead.
+        """
+        out: dict[str, Any] = {"status": "ok"}
+        shared = self.cache.shared
+        if shared is None:
+            out["redis"] = {"state": "not configured"}
+            return out
+        shared.ping()
+        problem = shared.refused or shared.problem
+        out["redis"] = {"state": "refused" if shared.refused else ("failing" if problem else "ok")}
+        if problem:
+            out["status"] = "degraded"
+            out["redis"]["reason"] = problem
+        return out
+
     def own_public_keys(self) -> Mapping[str, Any]:
         """kid -> public key for verifying the bundle's own tokens (parsed once per mount change)."""
         for source in (self.public, self.keyset):
@@ -96,7 +116,18 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         metrics = Metrics()
-        cache = make_cache(settings.redis_url, settings.redis_prefix)
+
+        def redis_state(problem: str | None) -> None:
+            metrics.set("openfaas_iam_redis_up", 0.0 if problem else 1.0)
+
+        password = settings.secret_path(settings.redis_password_secret)
+        ca = settings.secret_path(settings.redis_ca_secret)
+        options = RedisOptions(
+            settings.redis_url,
+            password_file=password if os.path.exists(password) else None,
+            ca_file=ca if os.path.exists(ca) else None,
+        )
+        cache = make_cache(options, settings.redis_prefix, on_state=redis_state, probe=True)
         fetcher = Fetcher(
             timeout=settings.fetch_timeout, ca_bundle=settings.ca_bundle, allow_insecure=settings.allow_insecure_issuers
         )

@@ -129,7 +129,7 @@ def proxy(event):
 
 @router.route("/healthz", "GET")
 def healthz(event):
-    return json_response(200, {"status": "ok"})
+    return json_response(200, rt.health())
 
 
 def handle(event, context):

@@ -23,12 +23,13 @@ def openid_configuration(event):
 
 @router.route("/.well-known/jwks.json", "GET")
 def jwks(event):
-    # iam-rotate publishes to Redis at once; the mounted secret catches up after the kubelet sync.
+    # Only the mounted keysets (never Redis): iam-rotate publishes each key long before it signs.
     try:
         body = rt.own_public_jwks()
     except Unavailable as e:
         return error(503, "keys_unavailable", str(e))
-    return json_response(200, body, {"Cache-Control": "public, max-age=60"})
+    max_age = int(rt.settings.own_jwks_max_age)
+    return json_response(200, body, {"Cache-Control": f"public, max-age={max_age}"})
 
 
 @router.route("/issuers", "GET")
@@ -43,11 +44,16 @@ def issuers(event):
 @router.route("/", "POST")
 @router.route("/refresh", "POST")
 def refresh(event):
-    """Prefetch every issuer (cron-connector calls POST /): tokens then never wait on an IdP."""
+    """Prefetch every issuer (cron-connector calls POST /): tokens then never wait on an IdP.
+
+    Keys this replica adopted from Redis and can no longer vouch for, and issuers no
+    longer configured, are dropped first.
+    """
     try:
         config = rt.config.get()
     except Unavailable as e:
         return error(503, "config_unavailable", str(e))
+    rt.jwks.forget_others(config.issuers)
     results = {}
     for issuer in config.issuers:
         try:
@@ -66,7 +72,7 @@ def metrics(event):
 
 @router.route("/healthz", "GET")
 def healthz(event):
-    return json_response(200, {"status": "ok", "issuer": rt.settings.issuer_url})
+    return json_response(200, {**rt.health(), "issuer": rt.settings.issuer_url})
 
 
 def handle(event, context):
