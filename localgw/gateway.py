@@ -100,7 +100,7 @@ class GatewayApp:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         status, doc = self.secrets.handle(environ.get("REQUEST_METHOD", "GET"), body, "openfaas-fn")
-        reasons = {200: "OK", 201: "Created", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+        reasons = {200: "OK", 202: "Accepted", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
         line = f"{status} {reasons.get(status, 'Conflict' if status == 409 else 'Error')}"
         if isinstance(doc, list):
             raw = json.dumps(doc).encode()

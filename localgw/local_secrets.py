@@ -154,7 +154,7 @@ class SecretMounts:
         return sorted(p.name for p in self.store.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def write(self, name: str, value: bytes, *, create: bool) -> int:
-        """POST (create: 409 if it exists) or PUT (replace: 404 if it does not); the HTTP status."""
+        """POST (create: 409 if it exists) or PUT (replace: 404 if it does not); the HTTP status (202 when done)."""
         if not _SECRET_NAME.fullmatch(name):
             return 400
         folder = self.store / name
@@ -169,7 +169,7 @@ class SecretMounts:
             with os.fdopen(fd, "wb") as f:
                 f.write(value)
             os.replace(tmp, folder / name)
-        return 201 if create else 200
+        return 202  # as faas-netes answers both
 
     def delete(self, name: str) -> int:
         folder = self.store / name
@@ -179,7 +179,7 @@ class SecretMounts:
             for key in folder.iterdir():
                 key.unlink()
             folder.rmdir()
-        return 200
+        return 202
 
     def sync_once(self, now: float | None = None) -> int:
         """Copy every store key that changed at least `sync_delay` ago into the mounts; how many copied."""

@@ -6,8 +6,9 @@ body for writes (default openfaas-fn), PUT on an unknown function answers 404 so
 faas-cli falls back to POST, logs are a streamed ndjson body. It records every
 request that reached it, so tests can prove that nothing denied ever did.
 
-`/system/secrets` behaves as faas-netes does: POST creates (409 when it exists), PUT
-replaces (404 when it does not), GET lists names only, a value is never returned. With a
+`/system/secrets` behaves as faas-netes does (pkg/handlers/secrets.go): POST creates (409
+when it exists), PUT replaces the whole data with one key named like the secret (404 when
+it does not exist), both answer 202; GET lists names only, a value is never returned. With a
 Kubernetes stand-in given, secrets are Secrets there (one key, named like the secret), so
 a KubeletStandIn can mount them late.
 """
@@ -183,7 +184,7 @@ class GatewayStandIn:
                 self.secrets[(ns_b, name)] = value.decode("utf-8", "replace")
                 if self.kube is not None:
                     self.kube.put_secret(ns_b, name, {name: base64.b64encode(value).decode()})
-                return h._reply(201 if method == "POST" else 200)
+                return h._reply(202)  # faas-netes answers 202 Accepted to both
             if method == "DELETE":
                 self.secrets.pop((ns_b, body.get("name")), None)
                 return h._reply(200)

@@ -42,7 +42,12 @@ def _secret(name: str, namespace: str, value: str) -> dict:
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
-        "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/part-of": "openfaas-iam"}},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            # managed-by: openfaas is what `faas-cli secret create` sets; the gateway lists only those.
+            "labels": {"app.kubernetes.io/part-of": "openfaas-iam", "app.kubernetes.io/managed-by": "openfaas"},
+        },
         "data": {name: base64.b64encode(value.encode()).decode()},
     }
 

@@ -94,7 +94,7 @@ def test_local_mounts_update_late(store: Path, tmp_path: Path) -> None:
     mounts = SecretMounts(store, sync_delay=30)
     mounts.add(fn("iam-token", "iam-signing-keys", "iam-public-keys"), tmp_path / "m")
     before = (tmp_path / "m" / "iam-public-keys").read_text()
-    assert mounts.write("iam-public-keys", b'{"generation": 7, "keys": []}', create=False) == 200
+    assert mounts.write("iam-public-keys", b'{"generation": 7, "keys": []}', create=False) == 202
     assert mounts.sync_once() == 0 and (tmp_path / "m" / "iam-public-keys").read_text() == before, "not yet"
     assert mounts.sync_once(now=time.time() + 31) == 1
     assert parse_public_keys((tmp_path / "m" / "iam-public-keys").read_bytes()).generation == 7
@@ -130,3 +130,15 @@ def test_redis_manifest_uses_a_password_and_a_network_policy() -> None:
     allowed = policy["spec"]["ingress"][0]["from"][0]
     names = allowed["podSelector"]["matchExpressions"][0]["values"]
     assert sorted(names) == ["iam-authz", "iam-discovery", "iam-rotate", "iam-token"]
+
+
+def test_keys_init_writes_the_private_and_the_public_keyset(tmp_path: Path) -> None:
+    from openfaas_iam.cli.main import main
+
+    private, public = tmp_path / "priv.json", tmp_path / "pub.json"
+    assert main(["keys", "init", "-o", str(private), "--public-output", str(public)]) == 0
+    keyset = parse_keyset(private.read_bytes())
+    published = parse_public_keys(public.read_bytes())
+    assert published.kids == {k.kid for k in keyset.keys} and "PRIVATE" not in public.read_text()
+    assert (private.stat().st_mode & 0o777) == 0o600
+    assert main(["keys", "init", "-o", str(tmp_path / "new.json"), "--public-output", str(public)]) == 1, "no overwrite"
