@@ -143,6 +143,7 @@ class SecretMounts:
         self.store = store
         self.sync_delay = sync_delay
         self.mounts: list[tuple[Function, Path]] = []
+        self._copied: dict[Path, tuple[int, int, int]] = {}  # mount file -> the store file's stat it holds
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
@@ -195,14 +196,16 @@ class SecretMounts:
                         continue
                     target = mount / key.name
                     try:
-                        if now - key.stat().st_mtime < self.sync_delay:
-                            continue
-                        if target.exists() and target.read_bytes() == key.read_bytes():
+                        st = key.stat()
+                        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+                        if self._copied.get(target) == stamp or now - st.st_mtime < self.sync_delay:
                             continue
                         if not target.exists():
                             continue  # keys added later appear only after a redeploy
-                        _copy(key, target)
-                        copied += 1
+                        if target.read_bytes() != key.read_bytes():
+                            _copy(key, target)
+                            copied += 1
+                        self._copied[target] = stamp
                     except OSError:
                         continue
         return copied
