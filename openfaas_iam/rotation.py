@@ -119,9 +119,8 @@ class Rotator:
         if written is not None and view.generation < written.generation:
             return self._done(
                 False,
-                f"generation {written.generation} was written {int(now - self._written_at)}s ago; this pod's mount "
-                f"still shows "
-                f"{view.generation} (the kubelet updates it within the mount sync delay)",
+                f"generation {written.generation} was written {int(now - self._written_at)}s ago; this pod's "
+                f"mount still shows {view.generation} (the kubelet updates it within the mount sync delay)",
                 written,
                 now,
             )
