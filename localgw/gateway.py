@@ -72,11 +72,18 @@ class GatewayApp:
     """
 
     def __init__(
-        self, backends: dict[str, Backend], *, timeout: float = 65.0, root_function: str | None = None
+        self,
+        backends: dict[str, Backend],
+        *,
+        timeout: float = 65.0,
+        root_function: str | None = None,
+        secrets: Any = None,
     ) -> None:
+        """`secrets`: a local_secrets.SecretMounts answering `/system/secrets` (admin basic auth)."""
         self.backends = backends
         self.timeout = timeout
         self.root_function = root_function
+        self.secrets = secrets
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         raw = environ.get("REQUEST_URI") or (
@@ -93,6 +100,8 @@ class GatewayApp:
             return _text(start_response, "200 OK", "OK")
         if raw.split("?")[0] in ("/system/functions", "/system/functions/"):
             return self._list(environ, start_response)
+        if raw.split("?")[0] == "/system/secrets" and self.secrets is not None:
+            return self._secrets(environ, start_response)
         parts = split_function_path(raw)
         if parts is None:
             return _text(start_response, "404 Not Found", f"no route for {environ.get('PATH_INFO', '/')}")
@@ -102,6 +111,21 @@ class GatewayApp:
             fq = f"{name}.{namespace or 'openfaas-fn'}"
             return _text(start_response, "404 Not Found", f"error finding function {fq}: not found")
         return self._forward(backend, path, environ, start_response)
+
+    def _secrets(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        if not self.secrets.authorized(environ.get("HTTP_AUTHORIZATION")):
+            start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="Restricted"')])
+            return [b"Unauthorized\n"]
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        status, doc = self.secrets.handle(environ.get("REQUEST_METHOD", "GET"), body, "openfaas-fn")
+        reasons = {200: "OK", 202: "Accepted", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+        line = f"{status} {reasons.get(status, 'Conflict' if status == 409 else 'Error')}"
+        if isinstance(doc, list):
+            raw = json.dumps(doc).encode()
+            start_response(line, [("Content-Type", "application/json"), ("Content-Length", str(len(raw)))])
+            return [raw]
+        return _text(start_response, line, doc or "")
 
     def _list(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         items = [

@@ -24,7 +24,7 @@ from typing import IO, Any
 from .build_context import assemble
 from .cron import Schedule
 from .gateway import Backend, GatewayApp
-from .local_secrets import ensure_defaults, project
+from .local_secrets import SecretMounts, ensure_defaults
 from .stack import Function, Stack, StackError, load_stack
 
 # What a pod would have: nothing of the developer's shell except what Python needs.
@@ -180,11 +180,10 @@ class LocalGateway:
         # hosts; so the gateway's functions can neither read nor plant its cookies.
         self.signin_port = signin_port
         self.signin_origin = env.get("SIGNIN_ORIGIN") or (f"http://localhost:{signin_port}" if signin_port else "")
-        # Locally the signing keys live in the local secret folder, not a Kubernetes Secret.
-        # and iam-authz's proxy forwards to this gateway (it answers /system/functions), never to a
+        # iam-authz's proxy and iam-rotate's secret writes go to this gateway (it answers /system/functions),
+        # never to a
         # cluster address that does not exist here.
         subst_env = {
-            "SIGNING_KEYS_STORE": "local",
             "GATEWAY_URL": self.public_url,
             **env,
             "PUBLIC_GATEWAY_URL": self.public_url,
@@ -195,6 +194,8 @@ class LocalGateway:
         self.state_dir = state_dir
         self.secret_store = state_dir / "secrets"
         self.created = ensure_defaults(self.secret_store, iam_config)
+        # Mounts update late, as the kubelet's do (LOCAL_SECRET_SYNC_DELAY seconds, default 1).
+        self.secrets = SecretMounts(self.secret_store, float(env.get("LOCAL_SECRET_SYNC_DELAY") or "1"))
         self.iam_config = iam_config
         self.processes: list[FunctionProcess] = []
         log_dir = state_dir / "logs"
@@ -202,9 +203,9 @@ class LocalGateway:
         for fn in self.stack.functions.values():
             context = assemble(self.stack, fn, build_dir, template_root)
             mount = state_dir / "mounts" / fn.name
-            project(self.secret_store, fn, mount)
+            self.secrets.add(fn, mount)
             self.processes.append(FunctionProcess(fn, context, mount, log_dir, dict(function_env or {}), echo))
-        self.app = GatewayApp({})
+        self.app = GatewayApp({}, secrets=self.secrets)
         self.cron = CronConnector(list(self.stack.functions.values()), port) if cron else None
         self._server = None
         self._signin_server = None
@@ -260,6 +261,7 @@ class LocalGateway:
         threading.Thread(target=self._serve, args=(self._server,), daemon=True).start()
         if self._signin_server is not None:
             threading.Thread(target=self._serve, args=(self._signin_server,), daemon=True).start()
+        threading.Thread(target=self.secrets.run, daemon=True).start()
         if self.cron:
             threading.Thread(target=self.cron.run, daemon=True).start()
 
@@ -273,6 +275,7 @@ class LocalGateway:
 
     def stop(self) -> None:
         self._stopping = True
+        self.secrets.stop()
         if self.cron:
             self.cron.stop()
         for server in (self._signin_server, self._server):

@@ -8,7 +8,12 @@ What this guards against (Vault's JWT auth taught most of it):
 - an IdP that is down: stale keys keep verifying up to `max_stale`, then verification
   fails with the reason; a failing IdP is retried at most once per `refetch_interval`,
   so requests never queue behind its time-outs;
-- a Redis that is down: the in-process layer answers (see stores/cache.py).
+- a Redis that is down: the in-process layer answers (see stores/cache.py);
+- a Redis anyone can write to (every pod in `openfaas-fn` reaches it on CE): a shared
+  entry is used only when its HMAC (keyed by the `iam-cache-key` secret) matches, and
+  its times are bounded by what this replica knows (never fetched in the future, never
+  fresh for longer than this replica's own maximum TTL). Anything else is ignored,
+  counted and logged (once per issuer and reason every few minutes), never used.
 Each replica parses a fetched key set once and keeps the parsed keys in memory.
 """
 
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import json_codec
+from .cache_auth import EntrySealer, OnceLog, Rejected
 from .discovery import IssuerDiscovery, IssuerKeys, ParsedKey
 from .errors import DiscoveryError, KeyUnavailable
 from .metrics import Metrics
@@ -40,6 +46,7 @@ class CachePolicy:
     max_stale: float = 6 * 3600.0
     refetch_interval: float = 5.0
     wait_for_peer: float = 2.0
+    clock_skew: float = 30.0  # how far ahead of this replica another replica's clock may be
 
 
 @dataclass
@@ -57,13 +64,19 @@ class JwksCache:
         policy: CachePolicy | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        sealer: EntrySealer | None = None,
     ) -> None:
+        """`sealer`: authenticates shared entries; without one nothing is shared through the cache."""
         self.discovery = discovery
         self.cache = cache
         self.policy = policy or CachePolicy()
         self.metrics = metrics or Metrics()
         self.clock = clock
+        self.sealer = sealer
+        self._once = OnceLog()
         self._entries: dict[str, IssuerKeys] = {}
+        # iss -> the sealed bytes a local entry was adopted from (absent: fetched by this replica).
+        self._adopted: dict[str, bytes] = {}
         self._failures: dict[str, _Failure] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._attempts: dict[str, int] = {}  # fetches started per issuer, to tell a waiter its fetch failed
@@ -100,8 +113,10 @@ class JwksCache:
         """Fetch ahead of need (cron, POST /refresh), at most once per refetch interval.
 
         The endpoints that call this are reachable by anyone through the gateway: the
-        interval is what keeps them from being a way to hammer an IdP.
+        interval is what keeps them from being a way to hammer an IdP. Entries this replica
+        adopted from the shared cache and can no longer vouch for are dropped first.
         """
+        self.vouch(issuer.iss)
         current = self._adopt_shared(issuer.iss) or self._entries.get(issuer.iss)
         if current is not None and self.clock() < current.fetched_at + self.policy.refetch_interval:
             return current
@@ -146,6 +161,27 @@ class JwksCache:
                 self.cache.delete(f"jwks-fetching:{issuer.iss}")
         finally:
             lock.release()
+
+    def vouch(self, iss: str) -> bool:
+        """Drop this replica's copy of `iss` if it came from the shared cache and that entry is
+        gone, changed or no longer authentic (say the cache key was rotated); True if dropped."""
+        raw = self._adopted.get(iss)
+        if raw is None:
+            return False
+        shared = self.cache.get(f"jwks:{iss}")
+        if shared == raw and self._open_shared(iss, shared) is not None:
+            return False
+        self._entries.pop(iss, None)
+        self._adopted.pop(iss, None)
+        log.info("dropped the shared keys of %s this replica can no longer vouch for", iss)
+        return True
+
+    def forget_others(self, issuers: Iterable[JwtIssuer]) -> None:
+        """Forget issuers that are no longer configured (their keys must not linger in memory)."""
+        keep = {i.iss for i in issuers}
+        for iss in [i for i in self._entries if i not in keep]:
+            self._entries.pop(iss, None)
+            self._adopted.pop(iss, None)
 
     def status(self, issuers: Iterable[JwtIssuer]) -> list[dict[str, Any]]:
         now = self.clock()
@@ -224,26 +260,62 @@ class JwksCache:
         if entry.skipped:
             log.warning("JwtIssuer/%s: skipped %d unusable key(s) in %s", issuer.name, entry.skipped, found.jwks_uri)
         self._entries[issuer.iss] = entry
+        self._adopted.pop(issuer.iss, None)
         self._failures.pop(issuer.iss, None)
         doc = {"iss": issuer.iss, "keys": entry.jwks, "fetched_at": now, "fresh_until": entry.fresh_until}
-        self.cache.set(f"jwks:{issuer.iss}", json.dumps(doc).encode(), ttl + self.policy.max_stale)
+        sealed = self.sealer.seal("jwks", issuer.iss, json.dumps(doc).encode()) if self.sealer else None
+        if sealed is not None:
+            self.cache.set(f"jwks:{issuer.iss}", sealed, ttl + self.policy.max_stale)
         return entry
 
-    def _adopt_shared(self, iss: str) -> IssuerKeys | None:
-        """Take a newer entry another replica stored, parsing it once here."""
-        raw = self.cache.get(f"jwks:{iss}")
-        current = self._entries.get(iss)
-        if raw is None:
-            return current
+    def _reject(self, iss: str, reason: str) -> None:
+        self.metrics.inc("openfaas_iam_cache_rejected_total", kind="jwks")
+        self._once.warning(
+            f"jwks:{iss}:{reason}", "ignored the shared JWKS entry of %s: %s (it is never used)", iss, reason
+        )
+
+    def _open_shared(self, iss: str, raw: bytes) -> tuple[list[Any], float, float] | None:
+        """(keys, fetched_at, fresh_until) of an authentic shared entry, times bounded here; None if unusable."""
+        if self.sealer is None:
+            return None
         try:
-            doc = json_codec.loads(raw)
+            body = self.sealer.open("jwks", iss, raw)
+            doc = json_codec.loads(body)
+            if not isinstance(doc, dict) or doc.get("iss") != iss or not isinstance(doc.get("keys"), list):
+                raise Rejected("the entry is not this issuer's key set")
             fetched_at = float(doc["fetched_at"])
+            fresh_until = float(doc["fresh_until"])
+        except Rejected as e:
+            self._reject(iss, str(e))
+            return None
         except (ValueError, KeyError, TypeError):
+            self._reject(iss, "the entry is not valid JSON with fetched_at and fresh_until")
+            return None
+        now = self.clock()
+        if not fetched_at <= now + self.policy.clock_skew:
+            self._reject(iss, "fetched_at lies in the future")
+            return None
+        # Never fresher than this replica would have made it itself.
+        fresh_until = min(fresh_until, fetched_at + self.policy.max_ttl, now + self.policy.max_ttl)
+        return doc["keys"], fetched_at, fresh_until
+
+    def _adopt_shared(self, iss: str) -> IssuerKeys | None:
+        """Take a newer, authentic entry another replica stored, parsing it once here."""
+        current = self._entries.get(iss)
+        if self.sealer is None:
             return current
+        raw = self.cache.get(f"jwks:{iss}")
+        if raw is None or raw == self._adopted.get(iss):
+            return current
+        opened = self._open_shared(iss, raw)
+        if opened is None:
+            return current
+        keys, fetched_at, fresh_until = opened
         if current is not None and fetched_at <= current.fetched_at:
             return current
-        entry = IssuerKeys.build(iss, doc.get("keys") or [], fetched_at, float(doc.get("fresh_until", fetched_at)))
+        entry = IssuerKeys.build(iss, keys, fetched_at, fresh_until)
         self._entries[iss] = entry
+        self._adopted[iss] = raw
         self._failures.pop(iss, None)
         self.metrics.inc("openfaas_iam_jwks_shared_reads_total")
         return entry

@@ -101,8 +101,12 @@ def new_key(state: str, now: float | None = None) -> SigningKey:
 
 @dataclass(frozen=True)
 class Keyset:
+    """The private keyset. `generation` counts rotation steps: the rotator compares it with
+    what the mounts show to tell a mount that has caught up from one that is still stale."""
+
     keys: tuple[SigningKey, ...]
     version: int = 1
+    generation: int = 0
 
     @property
     def current(self) -> SigningKey:
@@ -134,10 +138,56 @@ class Keyset:
         return cached
 
     def to_json(self) -> str:
-        return json.dumps({"version": self.version, "keys": [k.to_json() for k in self.keys]}, indent=2)
+        return json.dumps(
+            {"version": self.version, "generation": self.generation, "keys": [k.to_json() for k in self.keys]},
+            indent=2,
+        )
+
+    def public_json(self) -> str:
+        """The public half (the `iam-public-keys` secret): what verifiers mount; no private key in it."""
+        return json.dumps({"generation": self.generation, **self.public_jwks()}, indent=2)
 
     def replace_keys(self, keys: list[SigningKey]) -> Keyset:
-        return replace(self, keys=tuple(keys))
+        """A changed keyset is the next generation."""
+        return replace(self, keys=tuple(keys), generation=self.generation + 1)
+
+
+@dataclass(frozen=True)
+class PublicKeys:
+    """The mounted public keyset (`iam-public-keys`): the JWKS verifiers trust, and its generation."""
+
+    generation: int
+    jwks: dict[str, list[dict[str, Any]]]
+
+    @property
+    def kids(self) -> frozenset[str]:
+        return frozenset(k["kid"] for k in self.jwks["keys"])
+
+
+def parse_public_keys(text: str | bytes, source: str = "public keyset") -> PublicKeys:
+    """Parse `iam-public-keys`; only EC P-256 public keys with a kid are kept, anything private refused."""
+    try:
+        doc = json_codec.loads(text)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise StoreError(f"{source}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
+        raise StoreError(f'{source}: expected {{"generation": N, "keys": [...]}}')
+    keys: list[dict[str, Any]] = []
+    for i, k in enumerate(doc["keys"]):
+        if not isinstance(k, dict) or not isinstance(k.get("kid"), str) or k.get("kty") != "EC":
+            raise StoreError(f"{source}: keys[{i}] is not an EC public key with a kid")
+        if "d" in k:
+            raise StoreError(f"{source}: keys[{i}] ({k['kid']}) carries a private part; this secret must be public")
+        keys.append(k)
+    generation = doc.get("generation", 0)
+    if isinstance(generation, bool) or not isinstance(generation, int):
+        raise StoreError(f"{source}: generation must be an integer")
+    return PublicKeys(generation, {"keys": keys})
+
+
+def read_public_keys_file(path: str) -> PublicKeys:
+    with open(path, "rb") as f:
+        return parse_public_keys(f.read(), path)
 
 
 def initial_keyset(now: float | None = None) -> Keyset:
@@ -180,7 +230,10 @@ def parse_keyset(text: str | bytes, source: str = "keyset") -> Keyset:
         raise StoreError(f"{source}: exactly one key must be current")
     if len({k.kid for k in keys}) != len(keys):
         raise StoreError(f"{source}: kids must be unique")
-    return Keyset(tuple(keys), int(doc.get("version", 1)))
+    generation = doc.get("generation", 0)
+    if isinstance(generation, bool) or not isinstance(generation, int):
+        raise StoreError(f"{source}: generation must be an integer")
+    return Keyset(tuple(keys), int(doc.get("version", 1)), generation)
 
 
 def read_keyset_file(path: str) -> Keyset:

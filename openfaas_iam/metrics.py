@@ -12,7 +12,10 @@ HELP = {
     "openfaas_iam_jwks_cache_misses_total": "key look-ups for a kid the cached JWKS did not have",
     "openfaas_iam_jwks_shared_reads_total": "JWKS entries adopted from the shared Redis cache",
     "openfaas_iam_jwks_stale_serves_total": "key look-ups served from stale keys while the IdP failed",
+    "openfaas_iam_cache_rejected_total": "shared cache entries ignored: not authentic or out of bounds",
+    "openfaas_iam_redis_up": "1 when the configured Redis answers, 0 when it is misconfigured or unreachable",
 }
+GAUGES = frozenset({"openfaas_iam_redis_up"})
 
 
 class Metrics:
@@ -25,6 +28,12 @@ class Metrics:
         with self._lock:
             self._values[key] += amount
 
+    def set(self, name: str, value: float, **labels: str) -> None:
+        """A gauge (listed in GAUGES): the last value set."""
+        key = (name, tuple(sorted(labels.items())))
+        with self._lock:
+            self._values[key] = value
+
     def value(self, name: str, **labels: str) -> float:
         return self._values.get((name, tuple(sorted(labels.items()))), 0.0)
 
@@ -33,7 +42,7 @@ class Metrics:
         names = sorted({n for n, _ in self._values} | set(HELP))
         for name in names:
             lines.append(f"# HELP {name} {HELP.get(name, name)}")
-            lines.append(f"# TYPE {name} counter")
+            lines.append(f"# TYPE {name} {'gauge' if name in GAUGES else 'counter'}")
             for (n, labels), v in sorted(self._values.items()):
                 if n != name:
                     continue

@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import quote
 
 from . import go_json
+from .custody import PROTECTED_SECRETS, reserved_in
 from .go_json import BodyError, Struct
 
 DEFAULT_NAMESPACE = "openfaas-fn"
@@ -112,6 +113,8 @@ def _namespace(query: Mapping[str, str], body: Mapping[str, Any]) -> str:
 
 
 def _deploy_checks(doc: dict[str, Any], ns: str, fn: str) -> tuple[Check, ...]:
+    if reserved := reserved_in(doc.get("secrets", [])):  # key custody: see custody.py
+        raise NotCovered(f"a deploy through the proxy may not mount the bundle's secrets ({', '.join(reserved)})")
     checks: list[Check] = []
     for secret in doc.get("secrets", []):
         _name(secret, "secret", _SECRET_NAME)
@@ -196,6 +199,9 @@ def map_call(
         doc = _decode(raw_body, go_json.SECRET)
         ns = _namespace(query, doc)
         secret = _name(doc.get("name"), "secret", _SECRET_NAME)
+        if secret in PROTECTED_SECRETS:
+            # Replacing one would plant a key or a configuration: operators use the gateway itself.
+            raise NotCovered(f"secret {secret!r} belongs to openfaas-iam and is not changed through the proxy")
         body = go_json.encode({**doc, "name": secret, "namespace": ns})
         return ApiCall(
             f"Secret:{_METHOD_ACTIONS[method]}",

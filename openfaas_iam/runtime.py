@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 
-from . import json_codec
+from .cache_auth import EntrySealer
 from .config_source import ConfigSource, KubernetesConfigSource, file_config_source
 from .discovery import IssuerDiscovery
 from .jwks_cache import CachePolicy, JwksCache
-from .keyset import Keyset, read_keyset_file
+from .keyset import Keyset, PublicKeys, read_keyset_file, read_public_keys_file
 from .metrics import Metrics
 from .outbound import Fetcher
 from .settings import Settings
-from .stores.cache import LayeredCache, make_cache
+from .stores.cache import LayeredCache, RedisOptions, make_cache
 from .watched_file import Unavailable, WatchedFile
-
-OWN_JWKS_KEY = "own-jwks"
 
 
 def config_source(settings: Settings) -> ConfigSource:
@@ -31,68 +31,120 @@ def config_source(settings: Settings) -> ConfigSource:
     return file_config_source(settings.iam_config_path)
 
 
+def _read_bytes_key(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read().strip()
+
+
 @dataclass
 class Runtime:
-    """Built once per function process; `own_*` merge the mounted keyset with what iam-rotate published."""
+    """Built once per function process.
+
+    The bundle's own public keys come only from its mounts: the public keyset
+    (`iam-public-keys`) and, where it is mounted (iam-token, iam-rotate), the private
+    keyset. Nothing read from Redis is ever a key the bundle trusts.
+    """
 
     settings: Settings
     cache: LayeredCache
     config: ConfigSource
     keyset: WatchedFile[Keyset]
+    public: WatchedFile[PublicKeys]
     jwks: JwksCache
     metrics: Metrics = field(default_factory=Metrics)
     _own_keys: Mapping[str, Any] = field(default_factory=dict, repr=False)
-    _own_signature: tuple[str, ...] = field(default=(), repr=False)
+    _own_sources: tuple[int, int] = field(default=(0, 0), repr=False)
 
     def own_public_jwks(self) -> dict[str, list[dict[str, Any]]]:
-        """The bundle's public keys: the mounted keyset plus what iam-rotate published to the cache.
+        """The bundle's public keys: the mounted public keyset plus the mounted private one, if any.
 
-        The union matters while the kubelet has not yet updated the mounted secret after
-        a rotation: the published set already has the new keys, the file still has the old.
+        Both are mounts only the bundle's own functions have; iam-rotate publishes every
+        key in the public keyset long before it signs, so a mount that updates late still
+        knows every key that signs (docs/rotation.md).
         """
         keys: dict[str, dict[str, Any]] = {}
-        published = self.cache.get(OWN_JWKS_KEY)
-        if published is not None:
+        problems: list[str] = []
+        for source in (self.public, self.keyset):
             try:
-                for k in json_codec.loads(published).get("keys", []):
-                    if isinstance(k, dict) and isinstance(k.get("kid"), str):
-                        keys[k["kid"]] = k
-            except ValueError:
-                pass
-        try:
-            for k in self.keyset.get().public_jwks()["keys"]:
+                value = source.get()
+            except Unavailable as e:
+                problems.append(str(e))
+                continue
+            jwks = value.jwks if isinstance(value, PublicKeys) else value.public_jwks()
+            for k in jwks["keys"]:
                 keys.setdefault(k["kid"], k)
-        except Unavailable:
-            if not keys:
-                raise
+        if not keys:
+            raise Unavailable("; ".join(problems) or "no signing keys are mounted")
         return {"keys": list(keys.values())}
 
+    def health(self) -> dict[str, Any]:
+        """`/healthz`: "degraded" with the reason when the configured Redis is not usable.
+
+        Redis is an optimisation (the functions keep working without it), so this never
+        fails the probe; it says loudly what to fix instead.
+        """
+        out: dict[str, Any] = {"status": "ok"}
+        shared = self.cache.shared
+        if shared is None:
+            out["redis"] = {"state": "not configured"}
+            return out
+        shared.ping()
+        problem = shared.refused or shared.problem
+        out["redis"] = {"state": "refused" if shared.refused else ("failing" if problem else "ok")}
+        if problem:
+            out["status"] = "degraded"
+            out["redis"]["reason"] = problem
+        return out
+
     def own_public_keys(self) -> Mapping[str, Any]:
-        """kid -> public key for verifying the bundle's own tokens (parsed once per change)."""
-        jwks = self.own_public_jwks()
-        signature = tuple(sorted(k["kid"] for k in jwks["keys"]))
-        if signature != self._own_signature:
+        """kid -> public key for verifying the bundle's own tokens (parsed once per mount change)."""
+        for source in (self.public, self.keyset):
+            with contextlib.suppress(Unavailable):
+                source.get()  # a stat at most once a second; bumps `generation` on a change
+        sources = (self.public.generation, self.keyset.generation)
+        if sources != self._own_sources or not self._own_keys:
+            jwks = self.own_public_jwks()
             parsed: dict[str, Any] = {}
             for k in jwks["keys"]:
                 try:
                     parsed[k["kid"]] = jwt.PyJWK(k, algorithm="ES256").key
                 except (jwt.PyJWKError, ValueError, KeyError):
                     continue
-            self._own_keys, self._own_signature = parsed, signature
+            self._own_keys, self._own_sources = parsed, sources
         return self._own_keys
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         metrics = Metrics()
-        cache = make_cache(settings.redis_url, settings.redis_prefix)
+
+        def redis_state(problem: str | None) -> None:
+            metrics.set("openfaas_iam_redis_up", 0.0 if problem else 1.0)
+
+        password = settings.secret_path(settings.redis_password_secret)
+        ca = settings.secret_path(settings.redis_ca_secret)
+        options = RedisOptions(
+            settings.redis_url,
+            password_file=password if os.path.exists(password) else None,
+            ca_file=ca if os.path.exists(ca) else None,
+        )
+        cache = make_cache(options, settings.redis_prefix, on_state=redis_state, probe=True)
         fetcher = Fetcher(
             timeout=settings.fetch_timeout, ca_bundle=settings.ca_bundle, allow_insecure=settings.allow_insecure_issuers
         )
+        cache_key = WatchedFile(settings.secret_path(settings.cache_key_secret), _read_bytes_key, what="cache key")
+
+        def current_cache_key() -> bytes | None:
+            try:
+                return cache_key.get() or None
+            except Unavailable:
+                return None
+
         jwks = JwksCache(
             IssuerDiscovery(fetcher, settings.service_account_dir),
             cache,
             policy=CachePolicy(max_stale=settings.jwks_max_stale, refetch_interval=settings.jwks_refetch_interval),
             metrics=metrics,
+            sealer=EntrySealer(current_cache_key),
         )
         return cls(
             settings=settings,
@@ -100,6 +152,9 @@ class Runtime:
             config=config_source(settings),
             keyset=WatchedFile(
                 settings.secret_path(settings.signing_keys_secret), read_keyset_file, what="signing keyset"
+            ),
+            public=WatchedFile(
+                settings.secret_path(settings.public_keys_secret), read_public_keys_file, what="public keyset"
             ),
             jwks=jwks,
             metrics=metrics,

@@ -35,7 +35,13 @@ class Settings:
     redis_prefix: str = "openfaas-iam:"
     secret_mount_path: str = DEFAULT_SECRETS
     iam_config: str = "iam-config"  # a secret key under secret_mount_path, a path, or "kubernetes"
-    signing_keys_secret: str = "iam-signing-keys"
+    signing_keys_secret: str = "iam-signing-keys"  # private: mounted only into iam-token and iam-rotate
+    public_keys_secret: str = "iam-public-keys"  # public: what every verifier trusts
+    cache_key_secret: str = "iam-cache-key"  # HMAC key authenticating shared cache entries
+    redis_password_secret: str = "redis-password"
+    redis_ca_secret: str = "redis-ca"
+    mount_sync_allowance: float = 120.0  # how late the kubelet may update a mounted secret
+    own_jwks_max_age: float = 60.0  # Cache-Control max-age of the bundle's published JWKS
     leeway_seconds: float = 60.0
     allow_insecure_issuers: bool = False
     max_body_bytes: int = 64 * 1024
@@ -54,7 +60,6 @@ class Settings:
     audit_webhook_secret: str = "audit-webhook-secret"
     audit_stream: str = ""
     rotation_interval: float = 24 * 3600.0
-    signing_keys_store: str = "kubernetes"  # kubernetes | local
     kubernetes_namespace: str = ""
     iam_namespace: str = "openfaas"
     sso_issuer: str = ""  # the JwtIssuer (name or iss) people sign in with on the browser page
@@ -94,6 +99,12 @@ class Settings:
             secret_mount_path=get("secret_mount_path", DEFAULT_SECRETS),
             iam_config=get("iam_config", "iam-config"),
             signing_keys_secret=get("signing_keys_secret", "iam-signing-keys"),
+            public_keys_secret=get("public_keys_secret", "iam-public-keys"),
+            cache_key_secret=get("cache_key_secret", "iam-cache-key"),
+            redis_password_secret=get("redis_password_secret", "redis-password"),
+            redis_ca_secret=get("redis_ca_secret", "redis-ca"),
+            mount_sync_allowance=float(get("mount_sync_allowance", "120")),
+            own_jwks_max_age=float(get("own_jwks_max_age", "60")),
             leeway_seconds=float(get("leeway_seconds", "60")),
             allow_insecure_issuers=_bool(env.get("allow_insecure_issuers")),
             max_body_bytes=int(get("max_body_bytes", str(64 * 1024))),
@@ -114,7 +125,6 @@ class Settings:
             audit_webhook_secret=get("audit_webhook_secret", "audit-webhook-secret"),
             audit_stream=get("audit_stream"),
             rotation_interval=_duration(get("rotation_interval", "24h")),
-            signing_keys_store=get("signing_keys_store", "kubernetes"),
             kubernetes_namespace=get("kubernetes_namespace"),
             iam_namespace=get("iam_namespace", "openfaas"),
             sso_issuer=get("sso_issuer"),

@@ -161,8 +161,9 @@ class OwnTokenVerifier:
     """Verifies the bundle's own tokens (ES256, `iss` = `aud` = issuer), each token once per replica.
 
     A verified token is cached until it expires, so iam-authz pays for the signature
-    once per token, not once per request. The cache is bounded; when full, expired
-    entries go first, then the oldest.
+    once per token, not once per request; a cached token is used only while the key
+    that signed it is still trusted (a key removed from the mounts takes its tokens
+    with it). The cache is bounded; when full, expired entries go first, then the oldest.
     """
 
     def __init__(
@@ -176,39 +177,48 @@ class OwnTokenVerifier:
         self.public_keys = public_keys
         self.leeway = leeway
         self.max_entries = max_entries
-        self._cache: dict[str, tuple[dict[str, Any], float]] = {}
+        self._cache: dict[str, tuple[dict[str, Any], float, str, Any]] = {}
         self._lock = threading.Lock()
 
     def verify(self, token: str, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
         hit = self._cache.get(token)
         if hit is not None:
-            claims, exp = hit
-            if now <= exp + self.leeway:
+            claims, exp, kid, key = hit
+            if now > exp + self.leeway:
+                with self._lock:
+                    self._cache.pop(token, None)
+                raise TokenError("the token has expired (exp)")
+            if self.public_keys().get(kid) is key:
                 return claims
-            with self._lock:
+            with self._lock:  # its key is no longer trusted (or was replaced): verify again, and fail
                 self._cache.pop(token, None)
-            raise TokenError("the token has expired (exp)")
-        claims = self.verify_uncached(token, now)
+        claims, kid, key = self._verify(token, now)
         with self._lock:
             if len(self._cache) >= self.max_entries:
                 self._evict(now)
-            self._cache[token] = (claims, float(claims["exp"]))
+            self._cache[token] = (claims, float(claims["exp"]), kid, key)
         return claims
 
     def _evict(self, now: float) -> None:
-        expired = [t for t, (_, exp) in self._cache.items() if exp + self.leeway < now]
+        expired = [t for t, (_, exp, _, _) in self._cache.items() if exp + self.leeway < now]
         for t in expired:
             del self._cache[t]
         while len(self._cache) >= self.max_entries:
             del self._cache[next(iter(self._cache))]
 
     def verify_uncached(self, token: str, now: float | None = None) -> dict[str, Any]:
+        return self._verify(token, now)[0]
+
+    def _verify(self, token: str, now: float | None) -> tuple[dict[str, Any], str, Any]:
+        """(claims, kid, the key that verified it)."""
         parsed = parse_token(token)
         if parsed.header.get("alg") != "ES256":
             raise TokenError("this token was not issued by openfaas-iam (alg must be ES256)")
         kid = parsed.header.get("kid")
-        key = self.public_keys().get(kid) if isinstance(kid, str) else None
+        if not isinstance(kid, str):
+            raise TokenError(f"kid {kid!r} is not one of openfaas-iam's signing keys")
+        key = self.public_keys().get(kid)
         if key is None:
             raise TokenError(f"kid {kid!r} is not one of openfaas-iam's signing keys")
         try:
@@ -224,4 +234,4 @@ class OwnTokenVerifier:
         check_times(claims, time.time() if now is None else now, self.leeway)
         if not isinstance(claims.get("sub"), str):
             raise TokenError("the token has no sub claim")
-        return claims
+        return claims, kid, key

@@ -7,6 +7,12 @@ auth (admin + the basic-auth secret), bodies decoded like Go's encoding/json
 openfaas-fn), each request's target recorded as faas-netes and faasd would act on it, PUT on an unknown function answers 404 so
 faas-cli falls back to POST, logs are a streamed ndjson body. It records every
 request that reached it, so tests can prove that nothing denied ever did.
+
+`/system/secrets` behaves as faas-netes does (pkg/handlers/secrets.go): POST creates (409
+when it exists), PUT replaces the whole data with one key named like the secret (404 when
+it does not exist), both answer 202; GET lists names only, a value is never returned. With a
+Kubernetes stand-in given, secrets are Secrets there (one key, named like the secret), so
+a KubeletStandIn can mount them late.
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ _FIELDS = ("service", "image", "namespace", "functionName", "serviceName", "repl
 
 
 class GatewayStandIn:
-    def __init__(self, credentials: Callable[[], tuple[str, str]]) -> None:
+    def __init__(self, credentials: Callable[[], tuple[str, str]], kube: Any = None) -> None:
         self.credentials = credentials
+        self.kube = kube
         self.requests: list[dict[str, Any]] = []
         self.functions: dict[tuple[str, str], dict[str, Any]] = {
             ("openfaas-fn", "figlet"): {"name": "figlet", "namespace": "openfaas-fn", "replicas": 1}
@@ -192,8 +199,24 @@ class GatewayStandIn:
             if method == "GET":
                 return h._reply(200, [{"name": n, "namespace": ns} for (ns, n) in self.secrets if ns == ns_q])
             if method in ("POST", "PUT"):
-                self.secrets[(ns_b, body["name"])] = body.get("value", "")
-                return h._reply(201 if method == "POST" else 200)
+                name = body.get("name")
+                if not isinstance(name, str) or not name:
+                    return h._reply(400, b"a secret needs a name", "text/plain")
+                if "rawValue" in body:
+                    value = base64.b64decode(body["rawValue"])
+                elif isinstance(body.get("value"), str):
+                    value = body["value"].encode()
+                else:
+                    return h._reply(400, b"a secret needs a value or rawValue", "text/plain")
+                exists = (ns_b, name) in self.secrets
+                if method == "POST" and exists:
+                    return h._reply(409, f'secret "{name}" already exists'.encode(), "text/plain")
+                if method == "PUT" and not exists:
+                    return h._reply(404, f'secret "{name}" not found'.encode(), "text/plain")
+                self.secrets[(ns_b, name)] = value.decode("utf-8", "replace")
+                if self.kube is not None:
+                    self.kube.put_secret(ns_b, name, {name: base64.b64encode(value).decode()})
+                return h._reply(202)  # faas-netes answers 202 Accepted to both
             if method == "DELETE":
                 self.secrets.pop((ns_b, body.get("name")), None)
                 return h._reply(200)

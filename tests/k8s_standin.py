@@ -7,16 +7,27 @@ errors as `Status` objects; a bearer token is required; the discovery documents 
 reads (`/api`, `/api/v1`, `/apis`); the iam.openfaas.com/v1 custom resources, listed.
 Faults can be injected: an HTTP error or a delay for the next matching requests, and a
 concurrent writer that bumps a Secret just before a PUT lands.
+
+RBAC can be enforced from the project's own manifests (`enforce_rbac`): the token is then
+the `default` service account of `openfaas-fn` (what every CE function runs as) and a
+request is allowed only by a Role bound to it, as the API server decides (resourceNames
+limit get/update/patch/delete; list and create are never limited by name).
+`KubeletStandIn` projects Secrets into a pod's mount folder the way the kubelet does:
+each key a file, swapped whole, and only `delay` seconds after the Secret changed.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import http.server
 import json
+import os
 import re
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,8 +49,12 @@ def status(code: int, reason: str, message: str) -> dict[str, Any]:
 
 
 class KubeStandIn:
-    def __init__(self, tls: tuple[str, str] | None = None) -> None:
+    def __init__(self, tls: tuple[str, str] | None = None, clock: Callable[[], float] = time.time) -> None:
         """tls: (certificate, key) to serve https, as a real API server does (kubectl sends no token over http)."""
+        self.clock = clock
+        self.changed_at: dict[tuple[str, str], float] = {}
+        self.history: dict[tuple[str, str], list[tuple[float, dict[str, Any]]]] = {}
+        self.rbac: list[dict[str, Any]] | None = None  # rules bound to the token's account, when enforced
         self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
         self.custom: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.version = 100
@@ -77,6 +92,9 @@ class KubeStandIn:
                             return self.reply(fault["code"], status(fault["code"], "InternalError", "injected fault"))
                 if self.headers.get("Authorization") != f"Bearer {TOKEN}":
                     return self.reply(401, status(401, "Unauthorized", "Unauthorized"))
+                denied = stand_in.authorize(self.command, path)
+                if denied:
+                    return self.reply(403, status(403, "Forbidden", denied))
                 code, doc = stand_in.route(self.command, path, self.headers.get("Content-Type", ""), raw)
                 self.reply(code, doc)
 
@@ -109,8 +127,63 @@ class KubeStandIn:
         self.version += 1
         return str(self.version)
 
+    def _remember(self, key: tuple[str, str]) -> None:
+        """Every version with the time it was written (called under the lock, after the write)."""
+        self.history.setdefault(key, []).append((self.clock(), copy.deepcopy(self.secrets[key])))
+
+    def as_of(self, key: tuple[str, str], when: float) -> dict[str, Any] | None:
+        """The Secret as it was at `when` (what a kubelet that synced then would have)."""
+        with self.lock:
+            versions = [doc for t, doc in self.history.get(key, []) if t <= when]
+        return versions[-1] if versions else None
+
+    def enforce_rbac(
+        self, manifests: list[dict[str, Any]], account: tuple[str, str] = ("openfaas-fn", "default")
+    ) -> None:
+        """Allow only what the Roles bound (by RoleBindings in `manifests`) to `account` allow."""
+        roles = {(m["metadata"]["namespace"], m["metadata"]["name"]): m for m in manifests if m.get("kind") == "Role"}
+        rules: list[dict[str, Any]] = []
+        for m in manifests:
+            if m.get("kind") != "RoleBinding":
+                continue
+            if not any(
+                s.get("kind") == "ServiceAccount" and (s.get("namespace"), s.get("name")) == account
+                for s in m.get("subjects") or []
+            ):
+                continue
+            role = roles.get((m["metadata"]["namespace"], m["roleRef"]["name"]))
+            for rule in (role or {}).get("rules") or []:
+                rules.append({**rule, "namespace": m["metadata"]["namespace"]})
+        self.rbac = rules
+
+    def authorize(self, method: str, path: str) -> str | None:
+        """None when allowed; the API server's Forbidden message otherwise."""
+        if self.rbac is None:
+            return None
+        m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/([^/]+)(?:/([^/]+))?", path)
+        if not m:
+            return None  # discovery documents are readable by any authenticated account
+        ns, resource, name = m.groups()
+        verb = {"GET": "get" if name else "list", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+            method, "create"
+        )
+        for rule in self.rbac:
+            if rule["namespace"] != ns or "" not in rule.get("apiGroups", []):
+                continue
+            if resource not in rule.get("resources", []) or verb not in rule.get("verbs", []):
+                continue
+            names = rule.get("resourceNames")
+            if names and (name is None or name not in names):
+                continue
+            return None
+        return (
+            f'{resource} "{name or ""}" is forbidden: User "system:serviceaccount:openfaas-fn:default" cannot '
+            f'{verb} resource "{resource}" in API group "" in the namespace "{ns}"'
+        )
+
     def put_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
         with self.lock:
+            self.changed_at[(namespace, name)] = self.clock()
             self.secrets[(namespace, name)] = {
                 "apiVersion": "v1",
                 "kind": "Secret",
@@ -123,6 +196,7 @@ class KubeStandIn:
                 },
                 "data": data,
             }
+            self._remember((namespace, name))
 
     def route(self, method: str, path: str, content_type: str, raw: bytes) -> tuple[int, Any]:
         if path == "/version":
@@ -193,6 +267,8 @@ class KubeStandIn:
                     return 409, status(409, "AlreadyExists", f'secrets "{key[1]}" already exists')
                 doc["metadata"].update(namespace=ns, resourceVersion=self._next_version())
                 self.secrets[key] = doc
+                self.changed_at[key] = self.clock()
+                self._remember(key)
                 return 201, doc
             current = self.secrets.get((ns, name))
             if current is None:
@@ -215,10 +291,50 @@ class KubeStandIn:
                     namespace=ns, name=name, resourceVersion=self._next_version(), uid=current["metadata"].get("uid")
                 )
                 self.secrets[(ns, name)] = doc
+                self.changed_at[(ns, name)] = self.clock()
+                self._remember((ns, name))
                 return 200, copy.deepcopy(doc)
             if method == "PATCH" and content_type.startswith("application/merge-patch+json"):
                 patch = json.loads(raw)
                 current.setdefault("data", {}).update(patch.get("data") or {})
                 current["metadata"]["resourceVersion"] = self._next_version()
+                self.changed_at[(ns, name)] = self.clock()
+                self._remember((ns, name))
                 return 200, copy.deepcopy(current)
             return 405, status(405, "MethodNotAllowed", "method not allowed")
+
+
+class KubeletStandIn:
+    """One pod's secret volume: every key of each listed Secret as a file, updated `delay` late.
+
+    Like the kubelet, it swaps the files whole (never half-written) and only once the
+    Secret has been changed for at least `delay` seconds (its sync period plus cache),
+    so a pod sees each write late, and different pods (different delays) disagree for a while.
+    """
+
+    def __init__(self, api: KubeStandIn, namespace: str, secrets: list[str], folder: Path, delay: float) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.secrets = secrets
+        self.folder = folder
+        self.delay = delay
+        self.seen: dict[str, str] = {}
+        folder.mkdir(parents=True, exist_ok=True)
+        self.sync(force=True)
+
+    def sync(self, now: float | None = None, force: bool = False) -> None:
+        """Show each Secret as it was `delay` ago (the latest version when `force`, as at pod start)."""
+        now = self.api.clock() if now is None else now
+        for name in self.secrets:
+            key = (self.namespace, name)
+            doc = self.api.as_of(key, float("inf") if force else now - self.delay)
+            if doc is None:
+                continue
+            version = doc["metadata"]["resourceVersion"]
+            if name in self.seen and int(self.seen[name]) >= int(version):
+                continue  # never older than what the pod already has
+            for k, v in (doc.get("data") or {}).items():
+                tmp = self.folder / f".{k}.tmp"
+                tmp.write_bytes(base64.b64decode(v))
+                os.replace(tmp, self.folder / k)
+            self.seen[name] = version

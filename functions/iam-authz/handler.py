@@ -244,7 +244,7 @@ def status(event):
 
 @router.route("/healthz", "GET")
 def healthz(event):
-    return json_response(200, {"status": "ok"})
+    return json_response(200, rt.health())
 
 
 def handle(event, context):

@@ -27,12 +27,13 @@ def openid_configuration(event):
 
 @router.route("/.well-known/jwks.json", "GET")
 def jwks(event):
-    # iam-rotate publishes to Redis at once; the mounted secret catches up after the kubelet sync.
+    # Only the mounted keysets (never Redis): iam-rotate publishes each key long before it signs.
     try:
         body = rt.own_public_jwks()
     except Unavailable as e:
         return error(503, "keys_unavailable", str(e))
-    return json_response(200, body, {"Cache-Control": "public, max-age=60"})
+    max_age = int(rt.settings.own_jwks_max_age)
+    return json_response(200, body, {"Cache-Control": f"public, max-age={max_age}"})
 
 
 @router.route("/issuers", "GET")
@@ -59,6 +60,8 @@ def refresh(event):
 
     Anonymous callers reach it, so one runs at a time per replica (others get 429), each
     issuer is fetched at most once per `jwks_refetch_interval`, and failures are summarised.
+    Keys this replica adopted from Redis and can no longer vouch for, and issuers no longer
+    configured, are dropped first.
     """
     if not _refreshing.acquire(blocking=False):
         resp = error(429, "busy", "a refresh is already running; try again in a few seconds")
@@ -69,6 +72,7 @@ def refresh(event):
             config = rt.config.get()
         except Unavailable as e:
             return not_ready(e)
+        rt.jwks.forget_others(config.issuers)
         results = {}
         for issuer in config.issuers:
             try:
@@ -89,7 +93,7 @@ def metrics(event):
 
 @router.route("/healthz", "GET")
 def healthz(event):
-    return json_response(200, {"status": "ok", "issuer": rt.settings.issuer_url})
+    return json_response(200, {**rt.health(), "issuer": rt.settings.issuer_url})
 
 
 def handle(event, context):

@@ -1,40 +1,47 @@
-"""iam-rotate: scheduled signing-key rotation (cron-connector calls POST /), status for operators."""
+"""iam-rotate: scheduled signing-key rotation (cron-connector calls POST /), status for operators.
+
+It writes the keysets through the gateway's secrets API with the admin credentials
+(basic-auth) and reads them back from its own mounts: no Kubernetes RBAC on Secrets.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 
 from openfaas_iam.basic_auth import AdminCredentials, is_admin
 from openfaas_iam.errors import StoreError
 from openfaas_iam.responses import error, json_response
-from openfaas_iam.rotation import Rotator, publisher
+from openfaas_iam.rotation import Rotator, schedule_problem
 from openfaas_iam.routing import Router
-from openfaas_iam.runtime import OWN_JWKS_KEY, Runtime
+from openfaas_iam.runtime import Runtime
 from openfaas_iam.settings import Settings
-from openfaas_iam.stores.kubernetes import SA_DIR, KubernetesClient
-from openfaas_iam.stores.secrets import KeysetStore, KubernetesSecretStore, LocalFolderStore
+from openfaas_iam.stores.secrets import GatewaySecretWriter, MountedKeysetStore
 from openfaas_iam.watched_file import Unavailable
 
 rt = Runtime.build(Settings.from_env(os.environ))
 s = rt.settings
+admin = AdminCredentials(s.secret_path("basic-auth-user"), s.secret_path("basic-auth-password"))
+# A key signs only after every verifier has had it this long: their mounts and their JWKS caches.
+PUBLISH_LEAD = s.mount_sync_allowance + s.own_jwks_max_age
+if problem := schedule_problem(s.rotation_interval, PUBLISH_LEAD):
+    logging.getLogger("openfaas_iam.rotation").warning("%s", problem)
 
 
-def make_store() -> KeysetStore:
-    if s.signing_keys_store == "local":
-        # make run: the mounted file is a symlink into the local secret folder; write the real file.
-        return LocalFolderStore(s.secret_path(s.signing_keys_secret))
-    namespace = s.kubernetes_namespace
-    if not namespace:
-        try:
-            with open(f"{SA_DIR}/namespace") as f:
-                namespace = f.read().strip()
-        except OSError:
-            namespace = "openfaas-fn"
-    return KubernetesSecretStore(KubernetesClient(), namespace, s.signing_keys_secret, s.signing_keys_secret)
-
-
-# How long a signer may still see the old keyset after a rotation (kubelet sync of mounted secrets).
-MOUNT_SYNC_ALLOWANCE = float(os.environ.get("mount_sync_allowance", "120"))
+def make_store() -> MountedKeysetStore:
+    writer = GatewaySecretWriter(
+        s.gateway_url,
+        admin,
+        s.kubernetes_namespace or "openfaas-fn",
+        verify=s.ca_bundle or True,
+    )
+    return MountedKeysetStore(
+        s.secret_path(s.signing_keys_secret),
+        s.secret_path(s.public_keys_secret),
+        writer,
+        private_secret=s.signing_keys_secret,
+        public_secret=s.public_keys_secret,
+    )
 
 
 def retire_after() -> float:
@@ -44,31 +51,20 @@ def retire_after() -> float:
     delay after it was retired, and those tokens live the longest tokenExpiry (plus leeway).
     """
     try:
-        return rt.config.get().max_token_expiry + s.leeway_seconds + MOUNT_SYNC_ALLOWANCE
+        return rt.config.get().max_token_expiry + s.leeway_seconds + s.mount_sync_allowance
     except Unavailable:
         return 24 * 3600.0  # unknown lifetimes: keep retired keys for a day rather than too short
 
 
-_rotator: Rotator | None = None
-
-
-def rotator() -> Rotator:
-    global _rotator
-    if _rotator is None:
-        ttl = max(s.rotation_interval * 3, 7 * 24 * 3600)
-        _rotator = Rotator(
-            make_store(),
-            interval=s.rotation_interval,
-            retire_after=retire_after,
-            publish=publisher(rt.cache, OWN_JWKS_KEY, ttl),
-        )
-    return _rotator
-
-
+rotator = Rotator(
+    make_store(),
+    interval=s.rotation_interval,
+    retire_after=retire_after,
+    publish_lead=PUBLISH_LEAD,
+    lease=rt.cache,
+    lease_ttl=max(2 * s.mount_sync_allowance, PUBLISH_LEAD) + 10,
+)
 router = Router()
-
-
-admin = AdminCredentials(s.secret_path("basic-auth-user"), s.secret_path("basic-auth-password"))
 
 
 @router.route("/", "POST")
@@ -84,22 +80,27 @@ def run(event):
             {"WWW-Authenticate": 'Basic realm="openfaas-iam rotation"'},
         )
     try:
-        return json_response(200, rotator().run(force=force).to_json())
+        result = rotator.run(force=force)
     except StoreError as e:
-        return error(503, "rotation_failed", f"{e}; the keyset is unchanged")
+        return error(503, "rotation_failed", f"{e}; the keyset is unchanged or one whole step was written")
+    if force and result.retry_after is not None:
+        # Rotating now could make a key sign before some verifier has it: refuse, say when.
+        body = {"error": "rotation_not_safe_yet", "message": result.reason, **result.to_json()}
+        return json_response(409, body, {"Retry-After": str(int(result.retry_after) + 1)})
+    return json_response(200, result.to_json())
 
 
 @router.route("/status", "GET")
 def status(event):
     try:
-        return json_response(200, rotator().status())
+        return json_response(200, rotator.status())
     except StoreError as e:
         return error(503, "store_unavailable", str(e))
 
 
 @router.route("/healthz", "GET")
 def healthz(event):
-    return json_response(200, {"status": "ok"})
+    return json_response(200, rt.health())
 
 
 def handle(event, context):

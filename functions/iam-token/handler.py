@@ -222,7 +222,7 @@ def logout(event, si: SignIn):
 
 @router.route("/healthz", "GET")
 def healthz(event):
-    return json_response(200, {"status": "ok"})
+    return json_response(200, rt.health())
 
 
 def handle(event, context):

@@ -12,6 +12,7 @@ from ..faas_config import write_private
 from ..keyset import initial_keyset
 
 SECRET = "iam-signing-keys"
+PUBLIC_SECRET = "iam-public-keys"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "init",
         help="write a new keyset (one current key, one next key)",
         description="Write a new ES256 signing keyset. --format json (default) is the secret's value, for "
-        "`faas-cli secret create iam-signing-keys --from-file=FILE`; --format manifest is a Kubernetes Secret.",
+        "`faas-cli secret create iam-signing-keys --from-file=FILE`, and --public-output its public half, for "
+        "`faas-cli secret create iam-public-keys --from-file=FILE`; --format manifest is both Kubernetes Secrets.",
+    )
+    init.add_argument(
+        "--public-output", help="with --format json: also write the public keyset (iam-public-keys) to this file"
     )
     init.add_argument("-o", "--output", default="-", help="file to write (mode 0600), or - for standard output")
     init.add_argument("--format", choices=("json", "manifest"), default="json", help="what to write (default: json)")
@@ -33,23 +38,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     init.set_defaults(run=run_init)
 
 
+def _secret(name: str, namespace: str, value: str) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            # managed-by: openfaas is what `faas-cli secret create` sets; the gateway lists only those.
+            "labels": {"app.kubernetes.io/part-of": "openfaas-iam", "app.kubernetes.io/managed-by": "openfaas"},
+        },
+        "data": {name: base64.b64encode(value.encode()).decode()},
+    }
+
+
 def run_init(args: argparse.Namespace) -> int:
-    text = initial_keyset().to_json()
+    keyset = initial_keyset()
+    text = keyset.to_json()
     if args.format == "manifest":
-        text = json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "type": "Opaque",
-                "metadata": {
-                    "name": SECRET,
-                    "namespace": args.namespace,
-                    "labels": {"app.kubernetes.io/part-of": "openfaas-iam"},
-                },
-                "data": {SECRET: base64.b64encode(text.encode()).decode()},
-            },
-            indent=2,
-        )
+        items = [_secret(SECRET, args.namespace, text), _secret(PUBLIC_SECRET, args.namespace, keyset.public_json())]
+        text = json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=2)
+    elif args.public_output:
+        for path in (args.output, args.public_output):
+            if path != "-" and os.path.exists(path) and not args.force:
+                print(f"openfaas-iam keys init: {path} exists; use --force to replace it", file=sys.stderr)
+                return 1
+        with open(args.public_output, "w") as f:
+            f.write(keyset.public_json() + "\n")
     if args.output == "-":
         sys.stdout.write(text + "\n")
         return 0

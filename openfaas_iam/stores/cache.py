@@ -8,10 +8,13 @@ and the in-process cache keeps answering meanwhile. The circuit closes by itself
 from __future__ import annotations
 
 import logging
+import os
+import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 log = logging.getLogger("openfaas_iam.cache")
 
@@ -57,34 +60,187 @@ class MemoryCache:
         self._data.pop(key, None)
 
 
+@dataclass(frozen=True)
+class RedisOptions:
+    """How to reach Redis as operators run it.
+
+    `url`: `redis://host:6379/0`, `rediss://...` (TLS), or
+    `redis+sentinel://h1:26379,h2:26379/<master>[/<db>]` (redis-py's own Sentinel support).
+    The password comes from a mounted secret (`password_file`, read on every connect so
+    a rotated password is picked up), never from the environment; `ca_file` is the CA
+    that signed Redis's TLS certificate.
+    """
+
+    url: str
+    password_file: str | None = None
+    ca_file: str | None = None
+    timeout: float = 0.25
+
+
+class _FilePassword:
+    """A redis-py credential provider reading the mounted password on each connect."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def get_credentials(self) -> tuple[()] | tuple[str]:
+        """An empty or missing file means no AUTH at all (a Redis without a password)."""
+        try:
+            with open(self.path) as f:
+                password = f.read().strip()
+        except OSError:
+            return ()
+        return (password,) if password else ()
+
+
+def _sentinel_client(opts: RedisOptions, common: dict[str, Any]) -> Any:
+    from redis.sentinel import Sentinel
+
+    rest = opts.url.split("://", 1)[1]
+    hosts, _, path = rest.partition("/")
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        raise ValueError(f"redis_url {_safe(opts.url)}: name the Sentinel master, redis+sentinel://h1:26379/mymaster")
+    sentinels = []
+    for h in hosts.rsplit("@", 1)[-1].split(","):
+        host, _, port = h.partition(":")
+        sentinels.append((host, int(port or 26379)))
+    db = int(parts[1]) if len(parts) > 1 else 0
+    sentinel_kwargs = {k: v for k, v in common.items() if k in ("socket_timeout", "socket_connect_timeout")}
+    if "credential_provider" in common and (creds := common["credential_provider"].get_credentials()):
+        sentinel_kwargs["password"] = creds[0]
+    return Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs, **common).master_for(parts[0], db=db)
+
+
+def _safe(url: str) -> str:
+    """The URL without a password, for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rsplit("@", 1)[1]
+    return scheme + sep + rest
+
+
+def describe_failure(e: BaseException, url: str) -> str:
+    """What went wrong with Redis, said as what to fix."""
+    text = str(e)
+    name = type(e).__name__
+    where = _safe(url)
+    if "WRONGPASS" in text or "NOAUTH" in text or "invalid password" in text or name == "AuthenticationError":
+        return (
+            f"Redis at {where} refused the credentials ({text.split(chr(10))[0][:80]}): put Redis's password in "
+            "the redis-password secret and list it in the function's secrets"
+        )
+    if "MOVED" in text or "CLUSTERDOWN" in text or "ASK " in text:
+        return (
+            f"Redis at {where} is a Redis Cluster, which is not supported: "
+            "point redis_url at a standalone or Sentinel-managed Redis"
+        )
+    if "SSL" in text or "certificate" in text or "TLS" in text or isinstance(e, ssl.SSLError):
+        return (
+            f"TLS to Redis at {where} failed ({text[:120]}): mount the CA that signed Redis's certificate as the "
+            "redis-ca secret (and use rediss:// only if Redis serves TLS)"
+        )
+    if "timed out" in text.lower() or "Timeout" in name:
+        return f"Redis at {where} did not answer in time ({name}); check the address and the NetworkPolicy"
+    return f"Redis at {where} is unreachable ({name}: {text[:120]}); check redis_url and that Redis runs"
+
+
 class RedisCache:
-    """Redis with a circuit breaker; every method degrades to 'not there' when Redis is down."""
+    """Redis with a circuit breaker; every method degrades to 'not there' when Redis is down.
+
+    A failure is loud once: `problem` says what to fix (health and metrics show it), the
+    log says it when it first happens or changes, not on every retry. A Redis Cluster is
+    refused at start: the bundle's keys are not hash-tagged for it.
+    """
 
     def __init__(
-        self, url: str, prefix: str = "openfaas-iam:", timeout: float = 0.25, retry_after: float = 5.0
+        self,
+        url: str | RedisOptions,
+        prefix: str = "openfaas-iam:",
+        timeout: float = 0.25,
+        retry_after: float = 5.0,
+        on_state: Callable[[str | None], None] | None = None,
     ) -> None:
         import redis
 
+        opts = url if isinstance(url, RedisOptions) else RedisOptions(url, timeout=timeout)
+        self.url = opts.url
         self._errors = (redis.RedisError, OSError)
-        self.client = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
-        )
+        common: dict[str, Any] = {
+            "socket_timeout": opts.timeout,
+            "socket_connect_timeout": opts.timeout,
+            "health_check_interval": 30,
+        }
+        if opts.password_file and os.path.exists(opts.password_file):
+            common["credential_provider"] = _FilePassword(opts.password_file)
+        if opts.url.startswith("redis+sentinel://"):
+            self.client = _sentinel_client(opts, common)
+        else:
+            if opts.url.startswith("rediss://") and opts.ca_file:
+                common["ssl_ca_certs"] = opts.ca_file
+            self.client = redis.Redis.from_url(opts.url, **common)
         self.prefix = prefix
         self.retry_after = retry_after
         self._open_until = 0.0
         self.failures = 0
+        self.problem: str | None = None
+        self.refused: str | None = None  # a permanent refusal (Redis Cluster): never used
+        self._on_state = on_state
+        self._logged: str | None = None
+
+    def probe(self) -> None:
+        """Check once at start: reachable, the credentials work, and not a Redis Cluster."""
+        try:
+            info = self.client.info("cluster")
+        except self._errors as e:
+            self._fail("probe", e)
+            return
+        if str(info.get("cluster_enabled", "0")) == "1":
+            self.refused = (
+                f"Redis at {_safe(self.url)} is a Redis Cluster, which is not supported (the bundle's keys are not "
+                "hash-tagged): point redis_url at a standalone or Sentinel-managed Redis; sharing through Redis is off"
+            )
+            log.error("%s", self.refused)
+            self._state(self.refused)
+            return
+        self._ok()
 
     @property
     def available(self) -> bool:
-        return time.monotonic() >= self._open_until
+        return self.refused is None and time.monotonic() >= self._open_until
+
+    def _state(self, problem: str | None) -> None:
+        self.problem = problem
+        if self._on_state is not None:
+            self._on_state(problem)
+
+    def _ok(self) -> None:
+        if self.problem is not None and self.refused is None:
+            log.info("redis at %s answers again; sharing through Redis is back on", _safe(self.url))
+            self._logged = None
+            self._state(None)
 
     def _fail(self, op: str, e: Exception) -> None:
         self.failures += 1
-        if self.available:
-            log.warning(
-                "redis %s failed (%s); using the in-process cache for %gs", op, type(e).__name__, self.retry_after
-            )
+        problem = describe_failure(e, self.url)
+        if "Redis Cluster" in problem:
+            self.refused = problem
+        if problem != self._logged:  # once per distinct problem, not every retry
+            log.error("redis %s failed: %s; using the in-process cache until it is fixed", op, problem)
+            self._logged = problem
+        self._state(problem)
         self._open_until = time.monotonic() + self.retry_after
+
+    def ping(self) -> None:
+        """Check now (at most once per circuit interval while failing), for health checks."""
+        if not self.available:
+            return
+        try:
+            self.client.ping()
+        except self._errors as e:
+            self._fail("ping", e)
+            return
+        self._ok()
 
     def get(self, key: str) -> bytes | None:
         if not self.available:
@@ -94,6 +250,7 @@ class RedisCache:
         except self._errors as e:
             self._fail("get", e)
             return None
+        self._ok()
         return value.encode() if isinstance(value, str) else value
 
     def set(self, key: str, value: bytes, ttl: float) -> None:
@@ -103,15 +260,19 @@ class RedisCache:
             self.client.set(self.prefix + key, value, px=max(1, int(ttl * 1000)))
         except self._errors as e:
             self._fail("set", e)
+            return
+        self._ok()
 
     def add(self, key: str, value: bytes, ttl: float) -> bool:
         if not self.available:
             raise ConnectionError("redis unavailable")
         try:
-            return bool(self.client.set(self.prefix + key, value, px=max(1, int(ttl * 1000)), nx=True))
+            added = bool(self.client.set(self.prefix + key, value, px=max(1, int(ttl * 1000)), nx=True))
         except self._errors as e:
             self._fail("add", e)
             raise ConnectionError("redis unavailable") from None
+        self._ok()
+        return added
 
     def delete(self, key: str) -> None:
         if not self.available:
@@ -155,5 +316,16 @@ class LayeredCache:
             self.shared.delete(key)
 
 
-def make_cache(redis_url: str, prefix: str = "openfaas-iam:") -> LayeredCache:
-    return LayeredCache(RedisCache(redis_url, prefix) if redis_url else None)
+def make_cache(
+    redis: str | RedisOptions,
+    prefix: str = "openfaas-iam:",
+    on_state: Callable[[str | None], None] | None = None,
+    probe: bool = False,
+) -> LayeredCache:
+    url = redis.url if isinstance(redis, RedisOptions) else redis
+    if not url:
+        return LayeredCache(None)
+    shared = RedisCache(redis, prefix, on_state=on_state)
+    if probe:
+        shared.probe()
+    return LayeredCache(shared)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from idp_server import OidcProvider, private_jwk
 
+from openfaas_iam.cache_auth import EntrySealer
 from openfaas_iam.discovery import IssuerDiscovery
 from openfaas_iam.errors import DiscoveryError, KeyUnavailable, TokenError
 from openfaas_iam.jwks_cache import CachePolicy, JwksCache
@@ -22,6 +23,7 @@ from openfaas_iam.stores.cache import LayeredCache, RedisCache
 from openfaas_iam.verify import verify_subject_token
 
 AUD = "https://gateway.test"
+CACHE_KEY = b"test-cache-key-shared-by-the-bundle"
 
 
 def config_for(iss: str, **extra: str):
@@ -53,6 +55,7 @@ def make_cache(
         LayeredCache(shared),
         policy=policy or CachePolicy(),
         clock=clock,
+        sealer=EntrySealer(lambda: CACHE_KEY),
     )
 
 

@@ -1,4 +1,9 @@
-"""Key rotation against the Kubernetes API stand-in, with injected faults, and kubectl reading it."""
+"""Key rotation over late mounts: iam-rotate writes through the gateway's secrets API, reads its mounts.
+
+The Kubernetes stand-in keeps the Secrets, the gateway stand-in writes them as faas-netes
+does (values never returned), and KubeletStandIn mounts them into each pod late, each pod
+with its own delay, on a simulated clock so hours of rotation run in seconds.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +11,284 @@ import base64
 import json
 import subprocess
 import threading
-import time
+import uuid
 from pathlib import Path
 
-import jwt
 import pytest
-from k8s_standin import TOKEN, KubeStandIn
+import requests
+import yaml
+from gateway_standin import GatewayStandIn
+from k8s_standin import TOKEN, KubeletStandIn, KubeStandIn
 from tls_certs import make_ca_and_server_cert
 
 from openfaas_iam.config_source import KubernetesConfigSource
 from openfaas_iam.errors import StoreError
-from openfaas_iam.keyset import CURRENT, NEXT, RETIRED, initial_keyset, parse_keyset, rotate
+from openfaas_iam.keyset import NEXT, RETIRED, initial_keyset, parse_keyset, parse_public_keys
 from openfaas_iam.mint import sign
-from openfaas_iam.rotation import Rotator, publisher
-from openfaas_iam.stores.cache import LayeredCache
+from openfaas_iam.rotation import Rotator
+from openfaas_iam.stores.cache import LayeredCache, RedisCache
 from openfaas_iam.stores.kubernetes import KubernetesClient
-from openfaas_iam.stores.secrets import KubernetesSecretStore, LocalFolderStore
+from openfaas_iam.stores.secrets import GatewaySecretWriter, MountedKeysetStore
 from openfaas_iam.verify import OwnTokenVerifier
 
-NS, NAME = "openfaas-fn", "iam-signing-keys"
+NS, NAME, PUBLIC = "openfaas-fn", "iam-signing-keys", "iam-public-keys"
 ISSUER = "https://gateway.example.com/function/iam-discovery"
+ADMIN = ("admin", "s3cret")
+ROOT = Path(__file__).resolve().parents[2]
+
+MOUNT_DELAY = 120.0  # the kubelet's worst case
+JWKS_MAX_AGE = 60.0  # what external verifiers cache the JWKS for
+LEAD = MOUNT_DELAY + JWKS_MAX_AGE
+LIFETIME = 300.0
+LEEWAY = 60.0
+RETIRE_AFTER = LIFETIME + LEEWAY + MOUNT_DELAY
+
+
+class Clock:
+    def __init__(self, t: float = 1_800_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class World:
+    """The cluster: API server, gateway, and the pods' late secret mounts, on one simulated clock."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.clock = Clock()
+        self.kube = KubeStandIn(clock=self.clock).start()
+        self.gateway = GatewayStandIn(lambda: ADMIN, kube=self.kube).start()
+        ks = initial_keyset(now=self.clock() - 2 * LEAD)
+        for name, value in ((NAME, ks.to_json()), (PUBLIC, ks.public_json())):
+            self.gateway.secrets[(NS, name)] = value
+            self.kube.put_secret(NS, name, {name: base64.b64encode(value.encode()).decode()})
+        self.pods: list[KubeletStandIn] = []
+
+    def pod(self, name: str, secrets: list[str], delay: float) -> Path:
+        folder = self.tmp / name
+        self.pods.append(KubeletStandIn(self.kube, NS, secrets, folder, delay))
+        return folder
+
+    def rotator(self, folder: Path, *, lease=None, interval: float = 600.0) -> Rotator:
+        writer = GatewaySecretWriter(self.gateway.url, lambda: ADMIN, NS, timeout=5)
+        store = MountedKeysetStore(str(folder / NAME), str(folder / PUBLIC), writer)
+        return Rotator(
+            store,
+            interval=interval,
+            retire_after=lambda: RETIRE_AFTER,
+            publish_lead=LEAD,
+            lease=lease,
+            lease_ttl=2 * MOUNT_DELAY + 10,
+            clock=self.clock,
+        )
+
+    def advance(self, seconds: float) -> None:
+        self.clock.t += seconds
+        for p in self.pods:
+            p.sync()
+
+    def stored(self):
+        return parse_keyset(base64.b64decode(self.kube.secrets[(NS, NAME)]["data"][NAME]))
+
+    def secret_writes(self) -> int:
+        return sum(
+            1 for r in self.gateway.requests if r["path"] == "/system/secrets" and r["method"] in ("PUT", "POST")
+        )
+
+    def stop(self) -> None:
+        self.gateway.stop()
+        self.kube.stop()
+
+
+@pytest.fixture
+def world(tmp_path: Path):
+    w = World(tmp_path)
+    yield w
+    w.stop()
+
+
+def mounted_kids(folder: Path) -> set[str]:
+    return set(parse_public_keys((folder / PUBLIC).read_bytes()).kids)
+
+
+def test_rotation_under_late_mounts_keeps_every_live_token_valid(world: World) -> None:
+    """Hours of scheduled and impatient forced rotations; pods see each write up to 2 minutes late."""
+    rot = world.rotator(world.pod("iam-rotate", [NAME, PUBLIC], delay=90))
+    signers = [world.pod(f"iam-token-{d}", [NAME, PUBLIC], delay=d) for d in (0, 45, MOUNT_DELAY)]
+    verifiers = [world.pod(f"iam-authz-{d}", [PUBLIC], delay=d) for d in (0, 70, MOUNT_DELAY)]
+    discovery = world.pod("iam-discovery", [PUBLIC], delay=MOUNT_DELAY)
+    client_cache: tuple[float, set[str]] = (world.clock(), mounted_kids(discovery))  # a client caching the JWKS
+    live: list[tuple[float, str, str]] = []  # (exp, kid, token)
+    failures: list[str] = []
+    rotated = refused = 0
+    signer_kids: set[str] = set()
+    for step in range(int(3 * 3600 / 15)):
+        world.advance(15)
+        now = world.clock()
+        if step % 4 == 0:
+            rotated += rot.run().rotated  # cron-connector, every minute
+        if step % 3 == 0:  # an operator forcing a rotation every 45 s
+            r = rot.run(force=True)
+            rotated += r.rotated
+            refused += r.retry_after is not None
+        for folder in signers:
+            key = parse_keyset((folder / NAME).read_bytes()).current
+            signer_kids.add(key.kid)
+            claims = {"iss": ISSUER, "aud": ISSUER, "sub": "fed:a", "iat": now, "exp": now + LIFETIME}
+            live.append((now + LIFETIME, key.kid, sign(claims, key)))
+        live = [t for t in live if t[0] >= now]
+        if now >= client_cache[0] + JWKS_MAX_AGE:
+            client_cache = (now, mounted_kids(discovery))
+        views = [(f"iam-authz +{v.name}", mounted_kids(v)) for v in verifiers] + [("client", client_cache[1])]
+        for exp, kid, _ in live:
+            for who, kids in views:
+                if kid not in kids:
+                    failures.append(f"t+{step * 15}s {who}: kid {kid} of a live token (exp in {exp - now:g}s) unknown")
+    assert failures == []
+    assert rotated >= 10, "rotations kept happening"
+    assert refused > 0, "forced rotations that came too soon were refused"
+    assert len(signer_kids) >= 10
+    # The mounted keys really verify the tokens (kid is the key's thumbprint, but check the signature too).
+    keys = {k["kid"]: k for k in parse_public_keys((verifiers[0] / PUBLIC).read_bytes()).jwks["keys"]}
+    import jwt
+
+    pub = {kid: jwt.PyJWK(k).key for kid, k in keys.items()}
+    for exp, _, token in live[-6:]:
+        assert OwnTokenVerifier(ISSUER, lambda: pub).verify_uncached(token, now=exp - 1)["sub"] == "fed:a"
+    # Retired keys leave once their tokens have expired: with a step at most every LEAD seconds,
+    # at most RETIRE_AFTER / LEAD (+1) of them are still published, plus current and next.
+    assert len(world.stored().keys) <= 3 + int(RETIRE_AFTER // LEAD)
+
+
+def test_two_forced_rotations_in_a_row_lose_no_key(world: World) -> None:
+    folder = world.pod("iam-rotate", [NAME, PUBLIC], delay=MOUNT_DELAY)
+    rot = world.rotator(folder)
+    before = world.stored()
+    first = rot.run(force=True)
+    assert first.rotated
+    second = rot.run(force=True)
+    assert not second.rotated and "mount still shows" in second.reason
+    world.advance(MOUNT_DELAY + 1)  # the mount has caught up, the new next key is young
+    third = rot.run(force=True)
+    assert not third.rotated and third.retry_after is not None and "may sign only after" in third.reason
+    after = world.stored()
+    assert {k.kid for k in before.keys} <= {k.kid for k in after.keys}, "no key that signed was lost"
+    assert after.generation == before.generation + 1
+    world.advance(third.retry_after + 1)
+    assert rot.run(force=True).rotated
+    final = world.stored()
+    assert before.current.kid in {k.kid for k in final.keys if k.state == RETIRED}, (
+        "still published while it may have live tokens"
+    )
+
+
+def test_six_concurrent_forced_rotations_apply_one_step(world: World) -> None:
+    rot = world.rotator(world.pod("iam-rotate", [NAME, PUBLIC], delay=MOUNT_DELAY))
+    before = world.stored()
+    barrier = threading.Barrier(6)
+    results = []
+
+    def go() -> None:
+        barrier.wait()
+        results.append(rot.run(force=True))
+
+    threads = [threading.Thread(target=go) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r.rotated for r in results) == 1
+    assert world.stored().generation == before.generation + 1
+    assert world.secret_writes() == 2, "one step: the public keyset, then the private one"
+
+
+def test_six_replicas_forcing_at_once_apply_one_step(world: World, redis_url: str) -> None:
+    """Six iam-rotate replicas, each with its own (stale) mount, share a lease in Redis."""
+    prefix = f"rot-{uuid.uuid4().hex[:8]}:"
+    rotators = [
+        world.rotator(
+            world.pod(f"iam-rotate-{i}", [NAME, PUBLIC], delay=MOUNT_DELAY),
+            lease=LayeredCache(RedisCache(redis_url, prefix)),
+        )
+        for i in range(6)
+    ]
+    before = world.stored()
+    barrier = threading.Barrier(6)
+    results = []
+
+    def go(r: Rotator) -> None:
+        barrier.wait()
+        results.append(r.run(force=True))
+
+    threads = [threading.Thread(target=go, args=(r,)) for r in rotators]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r.rotated for r in results) == 1
+    assert world.stored().generation == before.generation + 1
+    assert world.secret_writes() == 2
+    # Their mounts are stale for two minutes: a scheduled run on any replica changes nothing.
+    world.advance(30)
+    assert not any(r.run().rotated for r in rotators)
+    assert world.secret_writes() == 2
+
+
+def test_without_a_lease_racing_replicas_still_agree_on_the_signing_key(world: World) -> None:
+    """The lease is the tidy path; safety never depends on it (Redis may be flushed or written by anyone)."""
+    rotators = [world.rotator(world.pod(f"r{i}", [NAME, PUBLIC], delay=MOUNT_DELAY)) for i in range(3)]
+    before = world.stored()
+    results = [r.run(force=True) for r in rotators]
+    assert all(r.rotated for r in results)
+    assert {r.current for r in results} == {next(k.kid for k in before.keys if k.state == NEXT)}
+    after = world.stored()
+    assert after.generation == before.generation + 1, "every racer wrote the same generation"
+    assert {k.kid for k in before.keys} <= {k.kid for k in after.keys}
+
+
+def test_public_keyset_is_written_before_the_private_one(world: World) -> None:
+    rot = world.rotator(world.pod("iam-rotate", [NAME, PUBLIC], delay=0))
+    rot.run(force=True)
+    writes = [r["body"]["name"] for r in world.gateway.requests if r["path"] == "/system/secrets"]
+    assert writes == [PUBLIC, NAME]
+    public = parse_public_keys(world.gateway.secrets[(NS, PUBLIC)])
+    assert all("d" not in k for k in public.jwks["keys"]), "no private part in the public keyset"
+    assert public.kids == {k.kid for k in world.stored().keys}
+
+
+def test_gateway_failure_mid_rotation_is_clear_and_loses_nothing(world: World) -> None:
+    rot = world.rotator(world.pod("iam-rotate", [NAME, PUBLIC], delay=0))
+    before = world.stored()
+    bad = world.rotator(world.tmp / "iam-rotate")
+    bad.store.writer.credentials = lambda: ("admin", "wrong")  # type: ignore[attr-defined]
+    with pytest.raises(StoreError, match="refused the admin credentials"):
+        bad.run(force=True)
+    assert world.stored().current.kid == before.current.kid
+    world.gateway.stop()
+    with pytest.raises(StoreError, match="unreachable"):
+        rot.run(force=True)
+    world.gateway.restart()
+    assert rot.run(force=True).rotated
+
+
+def test_the_gateway_never_returns_a_secret_value(world: World) -> None:
+    r = requests.get(f"{world.gateway.url}/system/secrets", params={"namespace": NS}, auth=ADMIN, timeout=5)
+    assert r.status_code == 200
+    assert "PRIVATE KEY" not in r.text and {s["name"] for s in r.json()} >= {NAME, PUBLIC}
+    assert requests.get(f"{world.gateway.url}/system/secrets", timeout=5).status_code == 401
+    put = requests.put(
+        f"{world.gateway.url}/system/secrets", json={"name": "nope", "value": "x"}, auth=ADMIN, timeout=5
+    )
+    assert put.status_code == 404, "PUT never creates"
+    post = requests.post(
+        f"{world.gateway.url}/system/secrets", json={"name": NAME, "value": "x"}, auth=ADMIN, timeout=5
+    )
+    assert post.status_code == 409, "POST never replaces"
+
+
+# -- RBAC: the shared service account reads no Secret ------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +300,8 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
 def kube(tls, tmp_path: Path):
     ca, cert, key = tls
     api = KubeStandIn(tls=(str(cert), str(key))).start()
-    api.put_secret(
-        NS,
-        NAME,
-        {NAME: base64.b64encode(initial_keyset(now=time.time() - 100).to_json().encode()).decode(), "other": "eA=="},
-    )
+    ks = initial_keyset()
+    api.put_secret(NS, NAME, {NAME: base64.b64encode(ks.to_json().encode()).decode()})
     (tmp_path / "token").write_text(TOKEN)
     api.client = KubernetesClient(api.url, token_path=str(tmp_path / "token"), ca_path=str(ca), timeout=1.0)
     api.ca = ca
@@ -49,149 +309,47 @@ def kube(tls, tmp_path: Path):
     api.stop()
 
 
-def stored(kube: KubeStandIn):
-    return parse_keyset(base64.b64decode(kube.secrets[(NS, NAME)]["data"][NAME]))
+def manifests(*names: str) -> list[dict]:
+    docs: list[dict] = []
+    for name in names:
+        docs += [d for d in yaml.safe_load_all((ROOT / "deploy" / name).read_text()) if d]
+    return docs
 
 
-def rotator(kube: KubeStandIn, **kw) -> Rotator:
-    store = KubernetesSecretStore(kube.client, NS, NAME, NAME)
-    return Rotator(
-        store,
-        interval=kw.pop("interval", 3600),
-        retire_after=lambda: kw.get("retire_after", 600),
-        **{k: v for k, v in kw.items() if k != "retire_after"},
-    )
+def test_a_function_running_as_the_shared_account_cannot_read_the_private_keys(kube: KubeStandIn) -> None:
+    kube.enforce_rbac(manifests("rbac.yaml", "rbac-iam-objects.yaml"))
+    path = f"/api/v1/namespaces/{NS}/secrets/{NAME}"
+    for method, what in (("GET", "get"), ("PUT", "update"), ("PATCH", "patch")):
+        with pytest.raises(StoreError, match=f'HTTP 403 .*cannot {what} resource "secrets"'):
+            kube.client.request(method, path, body={} if method != "GET" else None, what="reading")
+    with pytest.raises(StoreError, match="HTTP 403"):
+        kube.client.request("GET", f"/api/v1/namespaces/{NS}/secrets", what="listing")
 
 
-def test_rotation_step_states() -> None:
-    ks = initial_keyset(now=0)
-    cur, nxt = ks.current.kid, next(k.kid for k in ks.keys if k.state == NEXT)
-    r1 = rotate(ks, now=100, retire_after=50)
-    assert {k.kid: k.state for k in r1.keys}[cur] == RETIRED
-    assert r1.current.kid == nxt and r1.current.activated_at == 100
-    assert sum(1 for k in r1.keys if k.state == NEXT) == 1
-    r2 = rotate(r1, now=140, retire_after=50)
-    assert cur in {k.kid for k in r2.keys}, "retired 40s ago, tokens may live 50s: still published"
-    r3 = rotate(r2, now=151, retire_after=50)
-    assert cur not in {k.kid for k in r3.keys}, "every token it signed has expired: removed"
-    assert [k.state for k in r3.keys].count(RETIRED) == 2 and [k.state for k in r3.keys].count(CURRENT) == 1
+def test_the_rbac_check_would_catch_a_secret_grant(kube: KubeStandIn) -> None:
+    """The check above can fail: the grant this bundle used to ship lets any function read the keys."""
+    old = [
+        {
+            "kind": "Role",
+            "metadata": {"name": "keys", "namespace": NS},
+            "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [NAME], "verbs": ["get"]}],
+        },
+        {
+            "kind": "RoleBinding",
+            "metadata": {"name": "keys", "namespace": NS},
+            "roleRef": {"kind": "Role", "name": "keys"},
+            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": NS}],
+        },
+    ]
+    kube.enforce_rbac(old)
+    doc = kube.client.request("GET", f"/api/v1/namespaces/{NS}/secrets/{NAME}", what="reading")
+    assert "PRIVATE KEY" in base64.b64decode(doc["data"][NAME]).decode()
 
 
-def test_cron_run_rotates_only_when_due(kube: KubeStandIn) -> None:
-    before = stored(kube)
-    assert not rotator(kube, interval=3600).run().rotated
-    assert stored(kube).current.kid == before.current.kid
-    result = rotator(kube, interval=60).run()
-    assert result.rotated and result.reason == "due"
-    after = stored(kube)
-    assert after.current.kid == next(k.kid for k in before.keys if k.state == NEXT)
-    assert kube.secrets[(NS, NAME)]["data"]["other"] == "eA==", "other keys of the Secret are kept"
-    assert not rotator(kube, interval=60).run().rotated, "twice in a row: the second is a no-op"
-
-
-def test_two_rotations_at_once_apply_exactly_one_step(kube: KubeStandIn) -> None:
-    before = stored(kube)
-    results = []
-    barrier = threading.Barrier(4)
-
-    def go() -> None:
-        barrier.wait()
-        results.append(rotator(kube, interval=60).run())
-
-    threads = [threading.Thread(target=go) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sum(r.rotated for r in results) == 1
-    after = stored(kube)
-    assert {k.kid for k in before.keys} <= {k.kid for k in after.keys}, "no key lost"
-    assert len(after.keys) == 3
-
-
-def test_forced_rotations_racing_apply_one_step(kube: KubeStandIn) -> None:
-    kube.bump_before_put = 1  # another writer lands first
-    before = stored(kube)
-    result = rotator(kube).run(force=True)
-    assert result.rotated
-    assert stored(kube).current.kid != before.current.kid
-
-
-@pytest.mark.parametrize(
-    ("fault", "message"),
-    [({"code": 500}, "HTTP 500 injected fault"), ({"delay": 1.5, "code": 503}, "did not answer within 1s")],
-)
-def test_failure_mid_rotation_leaves_the_keyset_unchanged(kube: KubeStandIn, fault: dict, message: str) -> None:
-    before = kube.secrets[(NS, NAME)]["data"][NAME]
-    kube.inject(method="PUT", **fault)
-    with pytest.raises(StoreError, match=message):
-        rotator(kube, interval=60).run()
-    time.sleep(0.6 if fault.get("delay") else 0)
-    assert kube.secrets[(NS, NAME)]["data"][NAME] == before
-    assert rotator(kube, interval=60).run().rotated, "the next run succeeds"
-
-
-def test_timeout_after_the_write_landed_loses_no_key(kube: KubeStandIn) -> None:
-    """A timed-out PUT may still have been applied: then it is one whole, valid step."""
-    before = stored(kube)
-    kube.inject(method="PUT", delay=1.5)  # the server applies it after the client gave up
-    with pytest.raises(StoreError, match="did not answer within 1s"):
-        rotator(kube, interval=60).run()
-    time.sleep(0.8)
-    after = stored(kube)
-    assert {k.kid for k in before.keys} <= {k.kid for k in after.keys}
-    assert not rotator(kube, interval=60).run().rotated, "the step already happened; the next run is a no-op"
-
-
-def test_clear_errors(kube: KubeStandIn, tmp_path: Path) -> None:
-    missing = KubernetesSecretStore(kube.client, NS, "nope", "nope")
-    with pytest.raises(StoreError, match=r'reading Secret openfaas-fn/nope: HTTP 404 secrets "nope" not found'):
-        missing.read()
-    (tmp_path / "token").write_text("wrong")
-    bad = KubernetesClient(kube.url, token_path=str(tmp_path / "token"), ca_path=str(kube.ca))
-    with pytest.raises(StoreError, match="HTTP 401 Unauthorized"):
-        KubernetesSecretStore(bad, NS, NAME, NAME).read()
-    down = KubernetesClient(
-        "https://127.0.0.1:9", token_path=str(tmp_path / "token"), ca_path=str(kube.ca), timeout=0.5
-    )
-    with pytest.raises(StoreError, match="is unreachable"):
-        KubernetesSecretStore(down, NS, NAME, NAME).read()
-
-
-def test_token_is_reread_for_every_call(kube: KubeStandIn, tmp_path: Path) -> None:
-    store = KubernetesSecretStore(kube.client, NS, NAME, NAME)
-    store.read()
-    Path(kube.client.token_path).write_text("rotated-by-kubelet")
-    with pytest.raises(StoreError, match="401"):
-        store.read()
-
-
-def test_stale_mounted_file_keeps_signing_with_a_published_key(kube: KubeStandIn, tmp_path: Path) -> None:
-    stale = stored(kube)  # what the kubelet still has mounted
-    cache = LayeredCache(None)
-    rotator(kube, interval=60, publish=publisher(cache, "own-jwks", 3600)).run()
-    published = json.loads(cache.get("own-jwks"))
-    assert stale.current.kid in {k["kid"] for k in published["keys"]}, "the old current is retired, still published"
-    now = int(time.time())
-    token = sign({"iss": ISSUER, "aud": ISSUER, "sub": "fed:a", "iat": now, "exp": now + 60}, stale.current)
-    keys = {k["kid"]: jwt.PyJWK(k).key for k in published["keys"]}
-    assert OwnTokenVerifier(ISSUER, lambda: keys).verify(token)["sub"] == "fed:a"
-    fresh = stored(kube)
-    next_kid = next(k.kid for k in fresh.keys if k.state == NEXT)
-    assert next_kid in keys, "the next key is published a full interval before it signs"
-
-
-def test_local_folder_store_compare_and_swap(tmp_path: Path) -> None:
-    path = tmp_path / "keys"
-    path.write_text(initial_keyset().to_json())
-    store = LocalFolderStore(str(path))
-    a, b = store.read(), store.read()
-    store.write(rotate(a.keyset, time.time(), 60), a.version)
-    from openfaas_iam.errors import ConflictError
-
-    with pytest.raises(ConflictError):
-        store.write(rotate(b.keyset, time.time(), 60), b.version)
-    assert (path.stat().st_mode & 0o777) == 0o600
+def test_rbac_manifest_grants_nothing_on_secrets() -> None:
+    for doc in manifests("rbac.yaml", "rbac-iam-objects.yaml"):
+        for rule in doc.get("rules") or []:
+            assert "secrets" not in rule.get("resources", []) and "*" not in rule.get("resources", [])
 
 
 def test_kubectl_reads_the_secret_from_the_standin(kube: KubeStandIn) -> None:
@@ -224,7 +382,10 @@ def test_kubectl_reads_the_secret_from_the_standin(kube: KubeStandIn) -> None:
         doc["kind"] == "Secret"
         and doc["metadata"]["resourceVersion"] == kube.secrets[(NS, NAME)]["metadata"]["resourceVersion"]
     )
-    assert parse_keyset(base64.b64decode(doc["data"][NAME])).current.kid == stored(kube).current.kid
+    assert (
+        parse_keyset(base64.b64decode(doc["data"][NAME])).current.kid
+        == parse_keyset(base64.b64decode(kube.secrets[(NS, NAME)]["data"][NAME])).current.kid
+    )
 
 
 def test_iam_objects_from_the_kubernetes_api(kube: KubeStandIn) -> None:
