@@ -66,6 +66,9 @@ class FunctionProcess:
             }
         )
         child_env.update(env)
+        # The local gateway stops routing to a function before it signals it, so the window in
+        # which of-watchdog keeps sending requests after SIGTERM is empty here: drain and go.
+        child_env["healthcheck_interval"] = "0s"
         self.env = child_env
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready = threading.Event()
@@ -104,6 +107,10 @@ class FunctionProcess:
             if self.ready.wait(0.05):
                 return
         raise RuntimeError(f"{self.fn.name} did not start listening on port {self.port} within {timeout:.0f}s")
+
+    def signal_stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -283,6 +290,8 @@ class LocalGateway:
                 # Let in-flight requests finish before the sockets go, so no worker writes to a closed one.
                 server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
                 server.close()
+        for p in self.processes:  # all at once, then wait for each
+            p.signal_stop()
         for p in self.processes:
             p.stop()
 

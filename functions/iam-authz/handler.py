@@ -31,7 +31,7 @@ admin_credentials = AdminCredentials(s.secret_path("basic-auth-user"), s.secret_
 
 
 sinks = []
-if s.audit_stream and rt.cache.shared is not None:
+if s.audit_stream and rt.cache.shared is not None and rt.cache.shared.refused is None:
     sinks.append(RedisStreamSink(rt.cache.shared.client, s.redis_prefix + s.audit_stream))
 if s.audit_webhook_url:
     secret_file = WatchedFile(s.secret_path(s.audit_webhook_secret), read_stripped, what="audit webhook secret")
