@@ -10,11 +10,10 @@ does not know and 502 when one is not answering.
 from __future__ import annotations
 
 import http.client
-import json
+import itertools
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -33,14 +32,18 @@ HOP_BY_HOP = frozenset(
 StartResponse = Callable[..., Any]
 
 
-@dataclass(frozen=True)
 class Backend:
-    name: str
-    namespace: str
-    port: int
-    image: str = ""
-    labels: tuple[tuple[str, str], ...] = ()
-    annotations: tuple[tuple[str, str], ...] = ()
+    """One function's replicas: requests go round-robin over their ports, as a Service spreads them."""
+
+    def __init__(self, name: str, namespace: str, ports: list[int]) -> None:
+        self.name = name
+        self.namespace = namespace
+        self.ports = list(ports)
+        self._next = itertools.count()
+
+    def port(self) -> int | None:
+        ports = self.ports
+        return ports[next(self._next) % len(ports)] if ports else None
 
 
 def _text(start_response: StartResponse, status: str, message: str) -> list[bytes]:
@@ -64,11 +67,14 @@ def split_function_path(raw_path: str) -> tuple[str, str, str] | None:
 
 
 class GatewayApp:
-    """A WSGI application; `backends` may change while it runs (functions restart).
+    """A WSGI application; `backends` may change while it runs (functions restart, scale).
 
-    With `root_function`, it plays an Ingress host route instead of the gateway: every
-    path goes to that one function, and X-Forwarded-Host is always the Host it was asked
-    for (the gateway, like the real one, keeps a client's own X-Forwarded-Host).
+    `/system/*` goes to the provider (`localgw.provider`), which checks the admin's basic
+    auth like the real gateway. With `root_function`, it plays an Ingress host route
+    instead of the gateway: every path goes to that one function, and X-Forwarded-Host is
+    always the Host it was asked for. `hosts` are the Host values this listener answers
+    for; any other gets 421, so a browser that reaches it under another name (`localhost`
+    instead of 127.0.0.1) never hands a function the cookies of that other name.
     """
 
     def __init__(
@@ -77,13 +83,14 @@ class GatewayApp:
         *,
         timeout: float = 65.0,
         root_function: str | None = None,
-        secrets: Any = None,
+        provider: Any = None,
+        hosts: frozenset[str] = frozenset(),
     ) -> None:
-        """`secrets`: a local_secrets.SecretMounts answering `/system/secrets` (admin basic auth)."""
         self.backends = backends
         self.timeout = timeout
         self.root_function = root_function
-        self.secrets = secrets
+        self.provider = provider
+        self.hosts = hosts
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         raw = environ.get("REQUEST_URI") or (
@@ -91,6 +98,12 @@ class GatewayApp:
         )
         if raw.startswith("http://") or raw.startswith("https://"):
             return _text(start_response, "400 Bad Request", "absolute-form request targets are not accepted")
+        if self.hosts and environ.get("HTTP_HOST", "").lower() not in self.hosts:
+            return _text(
+                start_response,
+                "421 Misdirected Request",
+                f"this listener answers only for {', '.join(sorted(self.hosts))}",
+            )
         if self.root_function is not None:
             root = self.backends.get(self.root_function)
             if root is None:
@@ -98,10 +111,8 @@ class GatewayApp:
             return self._forward(root, raw, environ, start_response)
         if raw in ("/healthz", "/healthz/"):
             return _text(start_response, "200 OK", "OK")
-        if raw.split("?")[0] in ("/system/functions", "/system/functions/"):
-            return self._list(environ, start_response)
-        if raw.split("?")[0] == "/system/secrets" and self.secrets is not None:
-            return self._secrets(environ, start_response)
+        if raw.startswith("/system/") and self.provider is not None:
+            return self.provider(environ, start_response)
         parts = split_function_path(raw)
         if parts is None:
             return _text(start_response, "404 Not Found", f"no route for {environ.get('PATH_INFO', '/')}")
@@ -112,41 +123,14 @@ class GatewayApp:
             return _text(start_response, "404 Not Found", f"error finding function {fq}: not found")
         return self._forward(backend, path, environ, start_response)
 
-    def _secrets(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
-        if not self.secrets.authorized(environ.get("HTTP_AUTHORIZATION")):
-            start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="Restricted"')])
-            return [b"Unauthorized\n"]
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
-        status, doc = self.secrets.handle(environ.get("REQUEST_METHOD", "GET"), body, "openfaas-fn")
-        reasons = {200: "OK", 202: "Accepted", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
-        line = f"{status} {reasons.get(status, 'Conflict' if status == 409 else 'Error')}"
-        if isinstance(doc, list):
-            raw = json.dumps(doc).encode()
-            start_response(line, [("Content-Type", "application/json"), ("Content-Length", str(len(raw)))])
-            return [raw]
-        return _text(start_response, line, doc or "")
-
-    def _list(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
-        items = [
-            {
-                "name": b.name,
-                "namespace": b.namespace,
-                "image": b.image,
-                "replicas": 1,
-                "availableReplicas": 1,
-                "labels": dict(b.labels),
-                "annotations": dict(b.annotations),
-            }
-            for b in self.backends.values()
-        ]
-        body = json.dumps(items).encode()
-        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-        return [body]
-
     def _forward(
         self, backend: Backend, path: str, environ: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
+        port = backend.port()
+        if port is None:
+            return _text(
+                start_response, "502 Bad Gateway", f"function {backend.name}.{backend.namespace} has no replica running"
+            )
         headers: dict[str, str] = {}
         for key, value in environ.items():
             if key.startswith("HTTP_"):
@@ -157,19 +141,27 @@ class GatewayApp:
             headers["Content-Type"] = environ["CONTENT_TYPE"]
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
-        client = environ.get("REMOTE_ADDR", "")
-        headers["X-Forwarded-For"] = (
-            f"{headers['X-Forwarded-For']}, {client}" if headers.get("X-Forwarded-For") else client
-        )
+        # As the CE gateway: X-Forwarded-For is set to the caller's address only when the request has
+        # none; a client's own value is passed through unchanged (real-peers.md).
+        if not headers.get("X-Forwarded-For"):
+            headers["X-Forwarded-For"] = f"{environ.get('REMOTE_ADDR', '')}:{environ.get('REMOTE_PORT', '')}"
         if self.root_function is not None or not headers.get("X-Forwarded-Host"):
             headers["X-Forwarded-Host"] = environ.get("HTTP_HOST", "")
         headers.setdefault("X-Call-Id", str(uuid.uuid4()))
         headers["X-Start-Time"] = str(time.time_ns())
-        conn = http.client.HTTPConnection("127.0.0.1", backend.port, timeout=self.timeout)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=self.timeout)
         try:
-            conn.request(environ["REQUEST_METHOD"], path, body=body, headers=headers)
+            if body:
+                # The gateway forwards request bodies chunked (Transfer-Encoding: chunked), as the real one does.
+                headers["Transfer-Encoding"] = "chunked"
+                conn.request(environ["REQUEST_METHOD"], path, body=iter((body,)), headers=headers, encode_chunked=True)
+            else:
+                conn.request(environ["REQUEST_METHOD"], path, headers=headers)
+        except OSError:
+            pass  # the function may have answered (413) and closed before reading the whole body
+        try:
             resp = conn.getresponse()
-        except OSError as e:
+        except (OSError, http.client.HTTPException) as e:
             conn.close()
             return _text(
                 start_response, "502 Bad Gateway", f"function {backend.name}.{backend.namespace} is not answering: {e}"

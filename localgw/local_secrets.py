@@ -13,16 +13,12 @@ returned), as on OpenFaaS.
 
 from __future__ import annotations
 
-import base64
-import hmac
-import json
 import os
 import re
 import secrets as pysecrets
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from openfaas_iam.custody import may_mount
 from openfaas_iam.keyset import initial_keyset
@@ -135,8 +131,8 @@ class SecretMounts:
     """The local provider's secrets: the store, each function's mount, and the late sync between them.
 
     A key changed in the store reaches each mount `sync_delay` seconds later (the
-    kubelet's sync), not before. Writes come through `write` (the gateway's
-    `/system/secrets`); nothing here ever returns a secret's value.
+    kubelet's sync), not before. Writes come through the local provider's
+    `/system/secrets` (this is its SecretStore); nothing here ever returns a secret's value.
     """
 
     def __init__(self, store: Path, sync_delay: float = 1.0) -> None:
@@ -151,36 +147,15 @@ class SecretMounts:
         project(self.store, fn, mount)
         self.mounts.append((fn, mount))
 
-    def names(self) -> list[str]:
-        return sorted(p.name for p in self.store.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-    def write(self, name: str, value: bytes, *, create: bool) -> int:
-        """POST (create: 409 if it exists) or PUT (replace: 404 if it does not); the HTTP status (202 when done)."""
-        if not _SECRET_NAME.fullmatch(name):
-            return 400
+    def delete(self, namespace: str, name: str) -> bool:
         folder = self.store / name
-        with self._lock:
-            if create and folder.exists():
-                return 409
-            if not create and not folder.exists():
-                return 404
-            folder.mkdir(exist_ok=True)
-            tmp = folder / f".{name}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(value)
-            os.replace(tmp, folder / name)
-        return 202  # as faas-netes answers both
-
-    def delete(self, name: str) -> int:
-        folder = self.store / name
-        if not _SECRET_NAME.fullmatch(name) or not folder.is_dir():
-            return 404
+        if not self.exists(namespace, name):
+            return False
         with self._lock:
             for key in folder.iterdir():
                 key.unlink()
             folder.rmdir()
-        return 202
+        return True
 
     def sync_once(self, now: float | None = None) -> int:
         """Copy every store key that changed at least `sync_delay` ago into the mounts; how many copied."""
@@ -225,38 +200,20 @@ class SecretMounts:
             return None
         return user, password
 
-    def authorized(self, header: str | None) -> bool:
-        """The gateway's own basic auth on /system/secrets (admin and the basic-auth secret)."""
-        creds = self.admin()
-        if creds is None or not header or not header.startswith("Basic "):
-            return False
-        try:
-            given = base64.b64decode(header[6:], validate=True).decode()
-        except (ValueError, UnicodeDecodeError):
-            return False
-        return hmac.compare_digest(given.encode(), f"{creds[0]}:{creds[1]}".encode())
+    # The provider's SecretStore (localgw.provider): one namespace, values never returned.
 
-    def handle(self, method: str, body: bytes, namespace: str) -> tuple[int, Any]:
-        """`/system/secrets` as faas-netes answers it: values are written, never returned."""
-        if method == "GET":
-            return 200, [{"name": n, "namespace": namespace} for n in self.names()]
-        try:
-            doc = json.loads(body) if body.strip() else {}
-        except ValueError:
-            return 400, "the body is not JSON"
-        if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
-            return 400, "a secret needs a name"
-        if method == "DELETE":
-            return self.delete(doc["name"]), None
-        if method not in ("POST", "PUT"):
-            return 405, "method not allowed"
-        if isinstance(doc.get("rawValue"), str):
-            try:
-                value = base64.b64decode(doc["rawValue"])
-            except ValueError:
-                return 400, "rawValue is not base64"
-        elif isinstance(doc.get("value"), str):
-            value = doc["value"].encode()
-        else:
-            return 400, "a secret needs a value or rawValue"
-        return self.write(doc["name"], value, create=method == "POST"), None
+    def names(self, namespace: str = "openfaas-fn") -> list[str]:
+        return sorted(p.name for p in self.store.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def exists(self, namespace: str, name: str) -> bool:
+        return _SECRET_NAME.fullmatch(name) is not None and (self.store / name).is_dir()
+
+    def put(self, namespace: str, name: str, value: bytes) -> None:
+        folder = self.store / name
+        with self._lock:
+            folder.mkdir(exist_ok=True)
+            tmp = folder / f".{name}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(value)
+            os.replace(tmp, folder / name)

@@ -20,15 +20,27 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from .build_context import assemble
 from .cron import Schedule
 from .gateway import Backend, GatewayApp
 from .local_secrets import SecretMounts, ensure_defaults
+from .provider import Provider, rfc3339
 from .stack import Function, Stack, StackError, load_stack
 
 # What a pod would have: nothing of the developer's shell except what Python needs.
 _PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "VIRTUAL_ENV", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the local gateway dies, however it dies (even SIGKILL)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the signal handlers in main() still stop every child
 
 
 def free_port(taken: set[int] | None = None) -> int:
@@ -45,19 +57,31 @@ class FunctionProcess:
     """One function: its build context, its port, its child process and its log."""
 
     def __init__(
-        self, fn: Function, context: Path, mount: Path, log_dir: Path, env: Mapping[str, str], echo: bool = True
+        self,
+        fn: Function,
+        context: Path,
+        mount: Path,
+        log_dir: Path,
+        env: Mapping[str, str],
+        echo: bool = True,
+        *,
+        replica: int = 0,
+        on_line: Any = None,
     ) -> None:
         self.fn = fn
         self.echo = echo
         self.context = context
         self.port = 0  # chosen in start(), once the gateway's own port is bound
         self.log_path = log_dir / f"{fn.name}.log"
+        # Like a pod's name: what `faas-cli logs` shows as the instance.
+        self.instance = f"{fn.name}-local-{replica}"
+        self.on_line = on_line
         child_env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
         child_env.update(fn.environment)
         child_env.update(
             {
                 "secret_mount_path": str(mount),
-                "HOSTNAME": f"{fn.name}-local",
+                "HOSTNAME": f"{fn.name}-local-{replica}",
                 # What a provider tells a function about itself (iam_auth checks permissions with it).
                 "function_name": fn.name,
                 "function_namespace": fn.namespace,
@@ -83,6 +107,7 @@ class FunctionProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         threading.Thread(target=self._pump, args=(self.proc.stdout,), daemon=True).start()
 
@@ -95,6 +120,8 @@ class FunctionProcess:
                     self.ready.set()  # waitress says so itself: the port is the child's, not a stranger's
                 log.write(line)
                 log.flush()
+                if self.on_line is not None:
+                    self.on_line(self, line.decode("utf-8", "replace").rstrip("\n"))
                 if self.echo:
                     sys.stdout.write(f"[{self.fn.name}] {line.decode('utf-8', 'replace')}")
                     sys.stdout.flush()
@@ -162,8 +189,42 @@ class CronConnector:
         self._stop.set()
 
 
+def _min_replicas(fn: Function) -> int:
+    value = fn.labels.get("com.openfaas.scale.min", "1")
+    return max(1, int(value)) if str(value).isdigit() else 1
+
+
+def _hosts(public_url: str, port: int) -> frozenset[str]:
+    """The Host values a listener answers for: 127.0.0.1:<port>, and the public URL's host."""
+    hosts = {f"127.0.0.1:{port}"}
+    if public_url:
+        hosts.add(urlsplit(public_url).netloc.lower())
+    return frozenset(hosts)
+
+
+def _status(fn: Function, replicas: int) -> dict[str, Any]:
+    """What the provider reports for a stack function (faas-provider's FunctionStatus)."""
+    return {
+        "name": fn.name,
+        "namespace": fn.namespace,
+        "image": fn.image,
+        "envProcess": "python index.py",
+        "labels": dict(fn.labels),
+        "annotations": dict(fn.annotations),
+        "secrets": list(fn.secrets),
+        "replicas": replicas,
+        "availableReplicas": replicas,
+        "createdAt": rfc3339(time.time()),
+    }
+
+
 class LocalGateway:
-    """Everything `make run` runs, startable and stoppable from tests too."""
+    """Everything `make run` runs, startable and stoppable from tests too.
+
+    It is the gateway (routing `/function/...`), the provider (`localgw.provider`: the REST
+    API faas-cli uses) and the runtime (each stack function as `com.openfaas.scale.min`
+    processes or more, behind round-robin; scaled through the API).
+    """
 
     def __init__(
         self,
@@ -179,7 +240,10 @@ class LocalGateway:
         template_root: Path | None = None,
         echo: bool = True,
         signin_port: int | None = None,
+        authz_port: int | None = None,
+        replicas: int | None = None,
     ) -> None:
+        """`replicas`: run this many of every function instead of each one's `com.openfaas.scale.min`."""
         self.port = port
         self.public_url = env.get("PUBLIC_GATEWAY_URL") or f"http://127.0.0.1:{port}"
         # The sign-in page's own origin: another port, and the name `localhost` rather than
@@ -187,9 +251,11 @@ class LocalGateway:
         # hosts; so the gateway's functions can neither read nor plant its cookies.
         self.signin_port = signin_port
         self.signin_origin = env.get("SIGNIN_ORIGIN") or (f"http://localhost:{signin_port}" if signin_port else "")
-        # iam-authz's proxy and iam-rotate's secret writes go to this gateway (it answers /system/functions),
-        # never to a
-        # cluster address that does not exist here.
+        # The proxy at a host root (as an Ingress host route to iam-authz would serve it), so that
+        # faas-cli's namespace commands, which drop any path in --gateway, reach it too.
+        self.authz_port = authz_port
+        # iam-authz's proxy and iam-rotate's secret writes go to this gateway (it is the provider
+        # too), never to a cluster address that does not exist here.
         subst_env = {
             "GATEWAY_URL": self.public_url,
             **env,
@@ -204,19 +270,49 @@ class LocalGateway:
         # Mounts update late, as the kubelet's do (LOCAL_SECRET_SYNC_DELAY seconds, default 1).
         self.secrets = SecretMounts(self.secret_store, float(env.get("LOCAL_SECRET_SYNC_DELAY") or "1"))
         self.iam_config = iam_config
-        self.processes: list[FunctionProcess] = []
-        log_dir = state_dir / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir = state_dir / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.echo = echo
+        self.function_env = dict(function_env or {})
+        self.contexts: dict[str, tuple[Function, Path, Path]] = {}
+        self.replicas: dict[str, list[FunctionProcess]] = {}
         for fn in self.stack.functions.values():
             context = assemble(self.stack, fn, build_dir, template_root)
             mount = state_dir / "mounts" / fn.name
             self.secrets.add(fn, mount)
-            self.processes.append(FunctionProcess(fn, context, mount, log_dir, dict(function_env or {}), echo))
-        self.app = GatewayApp({}, secrets=self.secrets)
+            self.contexts[fn.name] = (fn, context, mount)
+            count = replicas if replicas is not None else _min_replicas(fn)
+            self.replicas[fn.name] = [self._process(fn, i) for i in range(count)]
+        # CE has one namespace; a stack that uses more is served as faasd or Enterprise would.
+        spaces = sorted({"openfaas-fn", *(fn.namespace for fn in self.stack.functions.values())})
+        self.provider = Provider(
+            self.secrets.admin, namespaces=spaces if len(spaces) > 1 else None, secrets=self.secrets, runtime=self
+        )
+        for fn in self.stack.functions.values():
+            self.provider.register(_status(fn, len(self.replicas[fn.name])))
+        self.app = GatewayApp({}, provider=self.provider, hosts=_hosts(self.public_url, port))
         self.cron = CronConnector(list(self.stack.functions.values()), port) if cron else None
-        self._server = None
-        self._signin_server = None
+        self._servers: list[Any] = []
         self._stopping = False
+        self._scale_lock = threading.Lock()
+        self._taken: set[int] = {port, signin_port or port, authz_port or port}
+
+    @property
+    def processes(self) -> list[FunctionProcess]:
+        return [p for group in self.replicas.values() for p in group]
+
+    def _process(self, fn: Function, replica: int) -> FunctionProcess:
+        _, context, mount = self.contexts[fn.name]
+        return FunctionProcess(
+            fn, context, mount, self.log_dir, self.function_env, self.echo, replica=replica, on_line=self._log_line
+        )
+
+    def _log_line(self, process: FunctionProcess, text: str) -> None:
+        self.provider.logs.add(process.fn.namespace, process.fn.name, process.instance, text)
+
+    def _backend(self, name: str) -> Backend:
+        fn = self.contexts[name][0]
+        return Backend(fn.name, fn.namespace, [p.port for p in self.replicas[name] if p.ready.is_set()])
 
     def start(self) -> None:
         from waitress.server import create_server
@@ -224,53 +320,91 @@ class LocalGateway:
         # Bind first: a taken port must fail before any child is started.
         # Client X-Forwarded-* headers reach the routing like they reach the real CE gateway's
         # (which keeps a client's X-Forwarded-Host), so tests see what a function really gets.
-        self._server = create_server(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            threads=16,
-            ident="openfaas-iam-gateway",
-            clear_untrusted_proxy_headers=False,
-        )
+        listeners = [(self.app, self.port, 16, "openfaas-iam-gateway")]
         if self.signin_port:
-            signin_app = GatewayApp(self.app.backends, root_function="iam-token")
-            try:
-                self._signin_server = create_server(
-                    signin_app, host="127.0.0.1", port=self.signin_port, threads=4, ident="openfaas-iam-signin"
+            host = urlsplit(self.signin_origin).netloc.lower() or f"localhost:{self.signin_port}"
+            listeners.append(
+                (
+                    GatewayApp(self.app.backends, root_function="iam-token", hosts=frozenset({host})),
+                    self.signin_port,
+                    4,
+                    "openfaas-iam-signin",
                 )
-            except OSError:
-                self._server.close()
-                raise
+            )
+        if self.authz_port:
+            listeners.append(
+                (
+                    GatewayApp(self.app.backends, root_function="iam-authz", hosts=_hosts("", self.authz_port)),
+                    self.authz_port,
+                    8,
+                    "openfaas-iam-authz",
+                )
+            )
         try:
-            taken = {self.port, self.signin_port or self.port}
+            for app, port, threads, ident in listeners:
+                self._servers.append(
+                    create_server(
+                        app,
+                        host="127.0.0.1",
+                        port=port,
+                        threads=threads,
+                        ident=ident,
+                        clear_untrusted_proxy_headers=False,
+                    )
+                )
+        except OSError:
+            for server in self._servers:
+                server.close()
+            raise
+        try:
             for p in self.processes:
-                port = free_port(taken)
-                taken.add(port)
+                port = free_port(self._taken)
+                self._taken.add(port)
                 p.start(port)
             for p in self.processes:
                 p.wait_ready()
         except (RuntimeError, OSError):
             self.stop()
             raise
-        self.app.backends.update(
-            {
-                p.fn.name: Backend(
-                    p.fn.name,
-                    p.fn.namespace,
-                    p.port,
-                    p.fn.image,
-                    tuple(p.fn.labels.items()),
-                    tuple(p.fn.annotations.items()),
-                )
-                for p in self.processes
-            }
-        )
-        threading.Thread(target=self._serve, args=(self._server,), daemon=True).start()
-        if self._signin_server is not None:
-            threading.Thread(target=self._serve, args=(self._signin_server,), daemon=True).start()
+        self.app.backends.update({name: self._backend(name) for name in self.replicas})
+        for server in self._servers:
+            threading.Thread(target=self._serve, args=(server,), daemon=True).start()
         threading.Thread(target=self.secrets.run, daemon=True).start()
         if self.cron:
             threading.Thread(target=self.cron.run, daemon=True).start()
+
+    # -- the provider's runtime: scaling and removing the stack's functions -------------------
+
+    def scale(self, namespace: str, name: str, replicas: int) -> int:
+        """Start or stop processes until `replicas` run; how many are ready."""
+        if name not in self.replicas or self.contexts[name][0].namespace != namespace:
+            return replicas  # deployed through the API: a record only
+        with self._scale_lock:
+            group = self.replicas[name]
+            fn = self.contexts[name][0]
+            started = []
+            while len(group) < replicas:
+                p = self._process(fn, len(group))
+                port = free_port(self._taken)
+                self._taken.add(port)
+                p.start(port)
+                group.append(p)
+                started.append(p)
+            for p in started:
+                p.wait_ready()
+            stopping = group[replicas:]
+            del group[replicas:]
+            self.app.backends[name] = self._backend(name)  # routed only to what runs, before anything stops
+            for p in stopping:
+                p.signal_stop()
+            for p in stopping:
+                p.stop()
+            return len(group)
+
+    def remove(self, namespace: str, name: str) -> None:
+        if name in self.replicas and self.contexts[name][0].namespace == namespace:
+            self.scale(namespace, name, 0)
+            self.app.backends.pop(name, None)
 
     def _serve(self, server: Any) -> None:
         try:
@@ -285,14 +419,14 @@ class LocalGateway:
         self.secrets.stop()
         if self.cron:
             self.cron.stop()
-        for server in (self._signin_server, self._server):
-            if server is not None:
-                # Let in-flight requests finish before the sockets go, so no worker writes to a closed one.
-                server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
-                server.close()
-        for p in self.processes:  # all at once, then wait for each
+        for server in reversed(self._servers):
+            # Let in-flight requests finish before the sockets go, so no worker writes to a closed one.
+            server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+            server.close()
+        processes = self.processes
+        for p in processes:  # all at once, then wait for each
             p.signal_stop()
-        for p in self.processes:
+        for p in processes:
             p.stop()
 
     def summary(self) -> str:
@@ -315,6 +449,13 @@ class LocalGateway:
         ]
         if self.signin_origin:
             lines.append(f"  sign-in     {self.signin_origin}/  (iam-token's page, on its own origin)")
+        if self.authz_port:
+            lines.append(
+                f"  proxy       http://127.0.0.1:{self.authz_port}  (iam-authz at a host root: faas-cli --gateway)"
+            )
+        admin = self.secrets.admin()
+        if admin:
+            lines.append(f"  admin       {admin[0]} / the password in {self.secret_store / 'basic-auth'}")
         if self.created:
             lines.append(f"  created     {', '.join(self.created)}")
         lines += [
@@ -341,6 +482,12 @@ def main(argv: list[str] | None = None) -> int:
         help="port of the sign-in page's own origin, http://localhost:<port> (env SIGNIN_PORT, default 8081; 0: none)",
     )
     parser.add_argument(
+        "--authz-port",
+        type=int,
+        default=int(os.environ.get("AUTHZ_PORT", "8082")),
+        help="port serving iam-authz at its root, for faas-cli --gateway (env AUTHZ_PORT, default 8082; 0: none)",
+    )
+    parser.add_argument(
         "--iam-config",
         default=os.environ.get("IAM_CONFIG", "examples/iam.yaml"),
         help="IAM objects to serve as the iam-config secret (env IAM_CONFIG, default examples/iam.yaml)",
@@ -359,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
             env=os.environ,
             cron=not args.no_cron,
             signin_port=args.signin_port or None,
+            authz_port=args.authz_port or None,
         )
         gw.start()
     except (StackError, RuntimeError, OSError) as e:
@@ -366,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(gw.summary(), flush=True)
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     print("\nstopping every function...", flush=True)

@@ -100,8 +100,14 @@ def start_gateway(
     stack: Path = ROOT / "stack.yml",
     echo: bool = True,
     signin_port: int | None = None,
+    authz_port: int | None = None,
+    replicas: int | None = 1,
 ):
-    """The bundle behind a started LocalGateway, its state and build contexts under tmp (stop() it)."""
+    """The bundle behind a started LocalGateway, its state and build contexts under tmp (stop() it).
+
+    One replica of each function unless `replicas` says otherwise (None: each one's
+    `com.openfaas.scale.min`, as `make run`), so tests about one process see one process.
+    """
     from localgw.main import LocalGateway
 
     gw = LocalGateway(
@@ -116,6 +122,8 @@ def start_gateway(
         template_root=ROOT / "template",
         echo=echo,
         signin_port=signin_port,
+        authz_port=authz_port,
+        replicas=replicas,
     )
     gw.start()
     return gw
@@ -135,6 +143,7 @@ def local_gateway(tmp_path: Path) -> Iterator[Callable[..., object]]:
         function_env: dict[str, str] | None = None,
         cron: bool = False,
         state_dir: Path | None = None,
+        replicas: int | None = 1,
     ) -> LocalGateway:
         port = free_port()
         gw = LocalGateway(
@@ -147,6 +156,7 @@ def local_gateway(tmp_path: Path) -> Iterator[Callable[..., object]]:
             function_env=function_env,
             cron=cron,
             template_root=ROOT / "template",
+            replicas=replicas,
         )
         gw.start()
         started.append(gw)
