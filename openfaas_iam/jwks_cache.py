@@ -3,7 +3,8 @@
 What this guards against (Vault's JWT auth taught most of it):
 - an IdP that rotated keys: an unknown `kid` triggers an immediate refetch;
 - a flood of random kids: unknown-kid refetches are throttled per issuer across all
-  replicas (one per `refetch_interval`), and concurrent ones coalesce into one fetch;
+  replicas (one per `refetch_interval`), and in each replica on its own (the floor a
+  planted throttle key cannot lower or stretch); concurrent ones coalesce into one fetch;
 - a removed key: each refresh replaces the issuer's key set whole;
 - an IdP that is down: stale keys keep verifying up to `max_stale`, then verification
   fails with the reason; a failing IdP is retried at most once per `refetch_interval`,
@@ -13,7 +14,14 @@ What this guards against (Vault's JWT auth taught most of it):
   entry is used only when its HMAC (keyed by the `iam-cache-key` secret) matches, and
   its times are bounded by what this replica knows (never fetched in the future, never
   fresh for longer than this replica's own maximum TTL). Anything else is ignored,
-  counted and logged (once per issuer and reason every few minutes), never used.
+  counted and logged (once per issuer and reason every few minutes), never used;
+- a Redis writer replaying an old sealed entry (the HMAC proves who wrote it, not when):
+  an entry is adopted only if it was fetched within `adopt_within` and is newer than any
+  key set this replica has held; an adopted entry is never served stale (only a set this
+  replica fetched itself is); so a replay can at most hand a replica keys the IdP served
+  `adopt_within` ago, never revive a key removed before that;
+- a Redis writer planting lock or throttle keys: a key with no TTL or a longer one than
+  the bundle sets is foreign and replaced (stores/cache.py `claim`).
 Each replica parses a fetched key set once and keeps the parsed keys in memory.
 """
 
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -47,6 +56,12 @@ class CachePolicy:
     refetch_interval: float = 5.0
     wait_for_peer: float = 2.0
     clock_skew: float = 30.0  # how far ahead of this replica another replica's clock may be
+    # A shared entry is adopted only if fetched this recently. Why 60 s: replicas share a fetch when
+    # an IdP rotates because the new kid reaches them within seconds of each other (load-balanced
+    # traffic; a peer waits `wait_for_peer` for a fetch in flight); one that meets it later fetches
+    # once itself (throttled). Shorter would split that burst into one fetch per replica; longer
+    # would let a replayed entry revive a key the IdP removed that much earlier.
+    adopt_within: float = 60.0
 
 
 @dataclass
@@ -77,6 +92,13 @@ class JwksCache:
         self._entries: dict[str, IssuerKeys] = {}
         # iss -> the sealed bytes a local entry was adopted from (absent: fetched by this replica).
         self._adopted: dict[str, bytes] = {}
+        # iss -> the last set this replica fetched itself: the only one it may serve stale.
+        self._own: dict[str, IssuerKeys] = {}
+        # iss -> the newest fetched_at this replica has held: no shared entry at or below it is adopted.
+        self._newest: dict[str, float] = {}
+        # iss -> when this replica last refetched for an unknown kid (the throttle Redis cannot lift).
+        self._unknown_refetch: dict[str, float] = {}
+        self._token = secrets.token_hex(8).encode()
         self._failures: dict[str, _Failure] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._attempts: dict[str, int] = {}  # fetches started per issuer, to tell a waiter its fetch failed
@@ -96,7 +118,7 @@ class JwksCache:
         shared = self._adopt_shared(issuer.iss)
         if shared is not None and (found := shared.find(kid)) is not None:
             return found
-        if self.cache.add(f"jwks-refetch:{issuer.iss}", b"1", self.policy.refetch_interval):
+        if self._may_refetch_unknown(issuer.iss):
             try:
                 entry = self.refresh(issuer, since=entry.fetched_at)
             except DiscoveryError as e:
@@ -108,6 +130,22 @@ class JwksCache:
                 return found
         what = f"kid {kid!r}" if kid is not None else "a token without kid (several keys, none chosen)"
         raise KeyUnavailable(f"{what} is not in the JWKS of issuer {issuer.iss}")
+
+    def _may_refetch_unknown(self, iss: str) -> bool:
+        """One unknown-kid refetch per issuer per `refetch_interval`, in this replica and across all.
+
+        The local floor holds whatever Redis says (down, flushed, or holding a planted
+        throttle); the shared throttle, claimed so that a planted key without a TTL or with
+        a longer one is replaced, keeps N replicas from making N fetches.
+        """
+        now = self.clock()
+        last = self._unknown_refetch.get(iss)
+        if last is not None and last <= now < last + self.policy.refetch_interval:
+            return False
+        if not self.cache.claim(f"jwks-refetch:{iss}", self._token, self.policy.refetch_interval).ok:
+            return False
+        self._unknown_refetch[iss] = now
+        return True
 
     def prefetch(self, issuer: JwtIssuer) -> IssuerKeys:
         """Fetch ahead of need (cron, POST /refresh), at most once per refetch interval.
@@ -147,7 +185,10 @@ class JwksCache:
             shared = self._adopt_shared(issuer.iss)
             if shared is not None and since is not None and shared.fetched_at > since:
                 return shared
-            if not self.cache.add(f"jwks-fetching:{issuer.iss}", b"1", self.discovery.fetcher.timeout * 2 + 1):
+            fetching = self.cache.claim(
+                f"jwks-fetching:{issuer.iss}", self._token, self.discovery.fetcher.timeout * 2 + 1
+            )
+            if not fetching.ok:
                 # A peer is fetching: give it a moment, then take its result.
                 deadline = time.monotonic() + self.policy.wait_for_peer
                 while time.monotonic() < deadline:
@@ -163,13 +204,19 @@ class JwksCache:
             lock.release()
 
     def vouch(self, iss: str) -> bool:
-        """Drop this replica's copy of `iss` if it came from the shared cache and that entry is
-        gone, changed or no longer authentic (say the cache key was rotated); True if dropped."""
+        """Drop this replica's copy of `iss` if it came from the shared cache and is no longer
+        authentic (say the cache key was rotated because it leaked) or the operator deleted the
+        shared entry; True if dropped.
+
+        What this replica adopted is re-checked itself: a *different* entry now in Redis says
+        nothing about it (it may be an older one replayed to roll this replica back), so it
+        never makes this replica drop a newer set; adoption then decides whether it is newer.
+        """
         raw = self._adopted.get(iss)
         if raw is None:
             return False
         shared = self.cache.get(f"jwks:{iss}")
-        if shared == raw and self._open_shared(iss, shared) is not None:
+        if shared is not None and self._open_shared(iss, raw) is not None:
             return False
         self._entries.pop(iss, None)
         self._adopted.pop(iss, None)
@@ -182,6 +229,8 @@ class JwksCache:
         for iss in [i for i in self._entries if i not in keep]:
             self._entries.pop(iss, None)
             self._adopted.pop(iss, None)
+            self._own.pop(iss, None)
+            self._newest.pop(iss, None)
 
     def status(self, issuers: Iterable[JwtIssuer]) -> list[dict[str, Any]]:
         now = self.clock()
@@ -193,8 +242,8 @@ class JwksCache:
                 state = "failing" if failure else "not fetched"
             elif now < entry.fresh_until:
                 state = "ok"
-            elif now < entry.fetched_at + self.policy.max_stale:
-                state = "stale"
+            elif issuer.iss not in self._adopted and now < entry.fetched_at + self.policy.max_stale:
+                state = "stale"  # only a set this replica fetched itself is ever served stale
             else:
                 state = "failing"
             out.append(
@@ -232,10 +281,18 @@ class JwksCache:
                 return self.refresh(issuer, since=entry.fetched_at if entry else None)
             except DiscoveryError:
                 failure = self._failures.get(issuer.iss)
-        if entry is not None and now < entry.fetched_at + self.policy.max_stale:
+        # Only a set this replica fetched itself is served stale: an adopted one may be an old
+        # entry replayed into Redis, which the IdP may have revoked keys of since.
+        own = self._own.get(issuer.iss)
+        if own is not None and now < own.fetched_at + self.policy.max_stale:
             self.metrics.inc("openfaas_iam_jwks_stale_serves_total", issuer=issuer.name)
-            return entry
+            return own
         reason = failure.reason if failure else "no keys fetched yet"
+        if own is None and entry is not None:
+            raise KeyUnavailable(
+                f"keys of issuer {issuer.iss} need a refresh, which failed: {reason} (keys shared by another "
+                "replica are never used stale)"
+            )
         if entry is not None:
             raise KeyUnavailable(
                 f"keys of issuer {issuer.iss} are older than the maximum staleness "
@@ -260,6 +317,8 @@ class JwksCache:
         if entry.skipped:
             log.warning("JwtIssuer/%s: skipped %d unusable key(s) in %s", issuer.name, entry.skipped, found.jwks_uri)
         self._entries[issuer.iss] = entry
+        self._own[issuer.iss] = entry
+        self._newest[issuer.iss] = max(now, self._newest.get(issuer.iss, now))
         self._adopted.pop(issuer.iss, None)
         self._failures.pop(issuer.iss, None)
         doc = {"iss": issuer.iss, "keys": entry.jwks, "fetched_at": now, "fresh_until": entry.fresh_until}
@@ -300,7 +359,11 @@ class JwksCache:
         return doc["keys"], fetched_at, fresh_until
 
     def _adopt_shared(self, iss: str) -> IssuerKeys | None:
-        """Take a newer, authentic entry another replica stored, parsing it once here."""
+        """Take a newer, recent, authentic entry another replica stored, parsing it once here.
+
+        Recent (fetched within `adopt_within`) and newer than anything this replica has held:
+        an authentic entry may still be an old one replayed by whoever can write Redis.
+        """
         current = self._entries.get(iss)
         if self.sealer is None:
             return current
@@ -311,11 +374,16 @@ class JwksCache:
         if opened is None:
             return current
         keys, fetched_at, fresh_until = opened
-        if current is not None and fetched_at <= current.fetched_at:
-            return current
+        newest = self._newest.get(iss)
+        if newest is not None and fetched_at <= newest:
+            return current  # not newer than what this replica has held: never roll back
+        if self.clock() - fetched_at > self.policy.adopt_within:
+            log.debug("not adopting the shared JWKS entry of %s: fetched %.0fs ago", iss, self.clock() - fetched_at)
+            return current  # old: maybe a replay; this replica fetches for itself
         entry = IssuerKeys.build(iss, keys, fetched_at, fresh_until)
         self._entries[iss] = entry
         self._adopted[iss] = raw
+        self._newest[iss] = fetched_at
         self._failures.pop(iss, None)
         self.metrics.inc("openfaas_iam_jwks_shared_reads_total")
         return entry

@@ -12,7 +12,7 @@ import os
 from openfaas_iam.basic_auth import AdminCredentials, is_admin
 from openfaas_iam.errors import StoreError
 from openfaas_iam.responses import error, json_response
-from openfaas_iam.rotation import Rotator, schedule_problem
+from openfaas_iam.rotation import LEASE_HELD, LEASE_UNAVAILABLE, RotationResult, Rotator, schedule_problem
 from openfaas_iam.routing import Router
 from openfaas_iam.runtime import Runtime
 from openfaas_iam.settings import Settings
@@ -83,10 +83,29 @@ def run(event):
         result = rotator.run(force=force)
     except StoreError as e:
         return error(503, "rotation_failed", f"{e}; the keyset is unchanged or one whole step was written")
+    return answer(result, force)
+
+
+def answer(result: RotationResult, force: bool):
+    """The HTTP answer to a run: a step that was wanted and not taken is never a plain 200.
+
+    - the lease cannot be checked (Redis configured, down): 503 for every run, so cron and
+      operators see that rotation is paused;
+    - a forced run whose lease another run holds: 409 (the operator asked for a step now);
+      a scheduled one answers 200 with the reason (a peer is doing the step);
+    - a forced run that is not safe yet (publish lead): 409 with Retry-After.
+    """
+    retry = {"Retry-After": str(int(result.retry_after) + 1)} if result.retry_after is not None else None
+    if result.refusal == LEASE_UNAVAILABLE:
+        return json_response(503, {"error": LEASE_UNAVAILABLE, "message": result.reason, **result.to_json()}, retry)
+    if force and result.refusal == LEASE_HELD:
+        return json_response(
+            409, {"error": "rotation_in_progress", "message": result.reason, **result.to_json()}, retry
+        )
     if force and result.retry_after is not None:
         # Rotating now could make a key sign before some verifier has it: refuse, say when.
         body = {"error": "rotation_not_safe_yet", "message": result.reason, **result.to_json()}
-        return json_response(409, body, {"Retry-After": str(int(result.retry_after) + 1)})
+        return json_response(409, body, retry)
     return json_response(200, result.to_json())
 
 

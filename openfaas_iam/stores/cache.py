@@ -7,6 +7,7 @@ and the in-process cache keeps answering meanwhile. The circuit closes by itself
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import ssl
@@ -19,11 +20,63 @@ from typing import Any, Protocol
 log = logging.getLogger("openfaas_iam.cache")
 
 
+class Claim(enum.Enum):
+    """What happened to a claim on a lock, lease or throttle key (`claim()`).
+
+    Anyone in `openfaas-fn` can write Redis, so a key the bundle uses as a lock is only
+    believed when it looks like one the bundle wrote: a TTL no longer than the claim's own.
+    A key with no TTL, a longer one, or another type is foreign: it is replaced.
+    """
+
+    TAKEN = "taken"  # the key was free: this caller holds it now
+    MINE = "mine"  # this caller's own token was there already (a retry): held again, TTL renewed
+    FOREIGN = "foreign"  # a key the bundle never writes (no TTL, too long a TTL, wrong type): replaced, held now
+    HELD = "held"  # someone else holds it within the expected TTL
+
+    @property
+    def ok(self) -> bool:
+        return self is not Claim.HELD
+
+
+class SharedUnavailable(ConnectionError):
+    """Redis is configured but cannot answer now (or is refused): a lease cannot be checked."""
+
+
+# One round trip, atomic: take the key if free, renew it if it holds our token, replace it if it
+# is foreign (no TTL, a TTL beyond the claim's own, not a string), else report it held.
+_CLAIM_SCRIPT = """
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t == 'none' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 'taken'
+end
+if t == 'string' and redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 'mine'
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if t ~= 'string' or ttl < 0 or ttl > tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 'foreign'
+end
+return 'held'
+"""
+
+
 class Cache(Protocol):
     def get(self, key: str) -> bytes | None: ...
     def set(self, key: str, value: bytes, ttl: float) -> None: ...
     def add(self, key: str, value: bytes, ttl: float) -> bool:
         """Set only if absent (a lock or throttle); True when this caller set it."""
+        ...
+
+    def claim(self, key: str, token: bytes, ttl: float, *, fallback: bool = True) -> Claim:
+        """A lock, lease or throttle that a planted key cannot hold for longer than `ttl` (see Claim).
+
+        `fallback=False`: raise SharedUnavailable rather than fall back to an in-process
+        claim when Redis is configured but cannot answer (a lease must then refuse).
+        """
         ...
 
     def delete(self, key: str) -> None: ...
@@ -55,6 +108,15 @@ class MemoryCache:
                 return False
             self._data[key] = (value, self._clock() + ttl)
             return True
+
+    def claim(self, key: str, token: bytes, ttl: float) -> Claim:
+        """In-process: nobody else writes this map, so nothing here is foreign."""
+        with self._lock:
+            item = self._data.get(key)
+            if item is not None and item[1] >= self._clock() and item[0] != token:
+                return Claim.HELD
+            self._data[key] = (token, self._clock() + ttl)
+            return Claim.MINE if item is not None and item[0] == token else Claim.TAKEN
 
     def delete(self, key: str) -> None:
         self._data.pop(key, None)
@@ -274,6 +336,27 @@ class RedisCache:
         self._ok()
         return added
 
+    def claim(self, key: str, token: bytes, ttl: float) -> Claim:
+        """Claim a key against Redis (see Claim); SharedUnavailable when Redis cannot answer."""
+        if not self.available:
+            raise SharedUnavailable(self.refused or self.problem or "redis unavailable")
+        try:
+            answer = self.client.eval(_CLAIM_SCRIPT, 1, self.prefix + key, token, max(1, int(ttl * 1000)))
+        except self._errors as e:
+            self._fail("claim", e)
+            raise SharedUnavailable(self.problem or "redis unavailable") from None
+        self._ok()
+        claim = Claim(answer.decode() if isinstance(answer, bytes) else str(answer))
+        if claim is Claim.FOREIGN:
+            log.warning(
+                "replaced %s%s in Redis: it had no TTL or a longer one than the bundle ever sets (%gs), so "
+                "someone else wrote it; something in openfaas-fn is writing Redis",
+                self.prefix,
+                key,
+                ttl,
+            )
+        return claim
+
     def delete(self, key: str) -> None:
         if not self.available:
             return
@@ -309,6 +392,21 @@ class LayeredCache:
             except ConnectionError:
                 pass
         return self.local.add(key, value, ttl)
+
+    def claim(self, key: str, token: bytes, ttl: float, *, fallback: bool = True) -> Claim:
+        """Redis when configured (else the in-process map, the only lock there is then).
+
+        Redis configured but down: `fallback` throttles and locks fall back to this
+        process (each replica then throttles itself); a lease (`fallback=False`) raises
+        SharedUnavailable, because an in-process lease would let two replicas step at once.
+        """
+        if self.shared is not None:
+            try:
+                return self.shared.claim(key, token, ttl)
+            except SharedUnavailable:
+                if not fallback:
+                    raise
+        return self.local.claim(key, token, ttl)
 
     def delete(self, key: str) -> None:
         self.local.delete(key)

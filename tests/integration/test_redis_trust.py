@@ -222,3 +222,169 @@ def test_without_a_cache_key_nothing_is_shared(idp: OidcProvider, redis_url: str
     issuer = config_for(idp.issuer).issuers[0]
     replica(redis_url, prefix, [b""]).refresh(issuer)
     assert redis.Redis.from_url(redis_url).get(f"{prefix}jwks:{idp.issuer}") is None
+
+
+# -- a Redis writer replaying old sealed entries and planting throttles (red team, issue 14) --------
+#
+# The HMAC proves an entry was written by a replica, not when: whoever can read Redis can copy
+# `jwks:<iss>` while it holds a key the IdP later removes, and SET it back afterwards.
+
+RT_ISS = "https://idp.example.com/realms/x"
+RT_ISSUER = config_for(RT_ISS).issuers[0]
+
+
+class SimClock:
+    def __init__(self, t: float = 1_800_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class FakeIdp:
+    """An IssuerDiscovery stand-in serving a JWKS that can change, or be down."""
+
+    def __init__(self, keys: list[dict], max_age: float | None = None) -> None:
+        self.keys = keys
+        self.max_age = max_age
+        self.down = False
+        self.fetches = 0
+        self.fetcher = Fetcher(timeout=0.2)
+
+    def fetch(self, issuer):
+        from openfaas_iam.discovery import Discovered
+        from openfaas_iam.errors import DiscoveryError
+
+        self.fetches += 1
+        if self.down:
+            raise DiscoveryError("IdP unreachable")
+        return Discovered(list(self.keys), self.max_age, "https://idp/jwks")
+
+
+def sim_replica(idp: FakeIdp, redis_url: str, prefix: str, clock: SimClock) -> JwksCache:
+    return JwksCache(
+        idp,  # type: ignore[arg-type]
+        LayeredCache(RedisCache(redis_url, prefix)),
+        clock=clock,
+        sealer=EntrySealer(lambda: KEY),
+    )
+
+
+@pytest.fixture
+def rt_prefix(redis_url: str):
+    prefix = f"replay-{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    for k in client.scan_iter(prefix + "*"):
+        client.delete(k)
+
+
+def test_a_replayed_entry_does_not_revive_a_revoked_idp_key_on_a_new_replica(redis_url: str, rt_prefix: str) -> None:
+    """(a) no outage: the IdP drops 'leaked', a replay a minute and a half later must not bring it back."""
+    from openfaas_iam.errors import KeyUnavailable
+
+    clock = SimClock()
+    _, leaked = attacker_key("leaked")
+    _, new = attacker_key("new")
+    idp = FakeIdp([leaked], max_age=3600)
+    a = sim_replica(idp, redis_url, rt_prefix, clock)
+    a.refresh(RT_ISSUER)
+    old = redis.Redis.from_url(redis_url).get(f"{rt_prefix}jwks:{RT_ISS}")
+    clock.t += 60
+    idp.keys = [new]  # the IdP revokes 'leaked'
+    assert a.key(RT_ISSUER, "new").kid == "new"
+    clock.t += 30
+    plant(redis_url, rt_prefix, RT_ISS, old)  # the replay
+    pod = sim_replica(idp, redis_url, rt_prefix, clock)  # a pod started now
+    with pytest.raises(KeyUnavailable, match="leaked"):
+        pod.key(RT_ISSUER, "leaked")
+    assert pod.key(RT_ISSUER, "new").kid == "new", "it fetched the IdP itself"
+
+
+def test_a_replayed_entry_is_never_served_stale_during_an_idp_outage(redis_url: str, rt_prefix: str) -> None:
+    """(b) an adopted entry is never served stale; only what a replica fetched itself is."""
+    from openfaas_iam.errors import KeyUnavailable
+
+    clock = SimClock()
+    _, leaked = attacker_key("leaked")
+    _, new = attacker_key("new")
+    idp = FakeIdp([leaked])
+    writer = sim_replica(idp, redis_url, rt_prefix, clock)
+    writer.refresh(RT_ISSUER)
+    old = redis.Redis.from_url(redis_url).get(f"{rt_prefix}jwks:{RT_ISS}")
+    idp.keys = [new]
+    clock.t += 3600
+    writer.refresh(RT_ISSUER)
+    idp.down = True
+    clock.t += 60
+    plant(redis_url, rt_prefix, RT_ISS, old)
+    with pytest.raises(KeyUnavailable):
+        sim_replica(idp, redis_url, rt_prefix, clock).key(RT_ISSUER, "leaked")
+    # Even a recent, honest entry adopted by a new pod is not used once stale while the IdP is down...
+    idp.down = False
+    clock.t += 400
+    writer.refresh(RT_ISSUER)
+    idp.down = True
+    pod = sim_replica(idp, redis_url, rt_prefix, clock)
+    assert pod.key(RT_ISSUER, "new").kid == "new", "adopted while fresh"
+    clock.t += 400  # past fresh_until (default TTL 300 s), IdP still down
+    with pytest.raises(KeyUnavailable, match="never used stale"):
+        pod.key(RT_ISSUER, "new")
+    # ...while the replica that fetched it itself serves it stale, as before.
+    assert writer.key(RT_ISSUER, "new").kid == "new"
+
+
+def test_refresh_never_rolls_a_replica_back_to_a_replayed_older_entry(redis_url: str, rt_prefix: str) -> None:
+    """(c) anonymous POST /refresh (prefetch -> vouch) must not swap a newer adopted entry for a replay."""
+    from openfaas_iam.errors import DiscoveryError, KeyUnavailable
+
+    clock = SimClock()
+    _, leaked = attacker_key("leaked")
+    _, new = attacker_key("new")
+    idp = FakeIdp([leaked])
+    a = sim_replica(idp, redis_url, rt_prefix, clock)
+    a.refresh(RT_ISSUER)
+    old = redis.Redis.from_url(redis_url).get(f"{rt_prefix}jwks:{RT_ISS}")
+    idp.keys = [new]
+    clock.t += 3600
+    a.refresh(RT_ISSUER)
+    disc = sim_replica(idp, redis_url, rt_prefix, clock)
+    assert disc.prefetch(RT_ISSUER).kids == ["new"]
+    idp.down = True
+    plant(redis_url, rt_prefix, RT_ISS, old)
+    clock.t += 10
+    with pytest.raises(DiscoveryError):
+        disc.prefetch(RT_ISSUER)
+    assert not disc.vouch(RT_ISS), "a different entry in Redis is no reason to drop a newer authentic one"
+    with pytest.raises(KeyUnavailable):
+        disc.key(RT_ISSUER, "leaked")
+    # Even a replay fetched within the adoption window is refused if older than what the replica holds.
+    assert disc._adopt_shared(RT_ISS) is not None and disc._entries[RT_ISS].kids == ["new"]
+
+
+def test_a_planted_refetch_throttle_without_ttl_does_not_block_new_idp_keys(redis_url: str, rt_prefix: str) -> None:
+    from openfaas_iam.errors import KeyUnavailable
+
+    clock = SimClock()
+    _, k1 = attacker_key("k1")
+    _, k2 = attacker_key("k2")
+    idp = FakeIdp([k1], max_age=3600)
+    rep = sim_replica(idp, redis_url, rt_prefix, clock)
+    assert rep.key(RT_ISSUER, "k1").kid == "k1"
+    idp.keys = [k2]  # the IdP rotates
+    client = redis.Redis.from_url(redis_url)
+    client.set(f"{rt_prefix}jwks-refetch:{RT_ISS}", b"1")  # planted: no TTL
+    client.set(f"{rt_prefix}jwks-fetching:{RT_ISS}", b"1", ex=86400)  # planted: far longer than any fetch
+    assert rep.key(RT_ISSUER, "k2").kid == "k2", "the foreign throttle and lock were replaced"
+    assert idp.fetches == 2
+    assert 0 < client.pttl(f"{rt_prefix}jwks-refetch:{RT_ISS}") <= 5000, "now a throttle with the bundle's TTL"
+    # The per-replica floor still holds when Redis forgets the throttle: random kids do not hammer the IdP.
+    for i in range(20):
+        client.delete(f"{rt_prefix}jwks-refetch:{RT_ISS}")
+        with pytest.raises(KeyUnavailable):
+            rep.key(RT_ISSUER, f"random-{i}")
+    assert idp.fetches == 2
+    clock.t += 6
+    with pytest.raises(KeyUnavailable):
+        rep.key(RT_ISSUER, "random-after-the-interval")
+    assert idp.fetches == 3

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 import yaml
 from gateway_standin import GatewayStandIn
@@ -23,7 +24,7 @@ from tls_certs import make_ca_and_server_cert
 
 from openfaas_iam.config_source import KubernetesConfigSource
 from openfaas_iam.errors import StoreError
-from openfaas_iam.keyset import NEXT, RETIRED, initial_keyset, parse_keyset, parse_public_keys
+from openfaas_iam.keyset import NEXT, RETIRED, initial_keyset, parse_keyset, parse_public_keys, rotate
 from openfaas_iam.mint import sign
 from openfaas_iam.rotation import Rotator
 from openfaas_iam.stores.cache import LayeredCache, RedisCache
@@ -286,6 +287,133 @@ def test_the_gateway_never_returns_a_secret_value(world: World) -> None:
         f"{world.gateway.url}/system/secrets", json={"name": NAME, "value": "x"}, auth=ADMIN, timeout=5
     )
     assert post.status_code == 409, "POST never replaces"
+
+
+# -- a Redis writer against the lease; a Redis outage; interleaved writers (red team, issue 14) -------
+
+
+class MemStore:
+    """Private and public keysets as two values, like the two secrets (mounts without delay)."""
+
+    name = "memory"
+
+    def __init__(self, ks) -> None:
+        self.private, self.public = ks.to_json(), ks.public_json()
+        self.writes: list[str] = []
+
+    def read(self):
+        return parse_keyset(self.private)
+
+    def public_view(self):
+        return parse_public_keys(self.public)
+
+    def write(self, keyset) -> None:
+        self.public = keyset.public_json()
+        self.writes.append("public")
+        self.private = keyset.to_json()
+        self.writes.append("private")
+
+
+def mem_rotator(store: MemStore, clock: Clock, lease=None) -> Rotator:
+    return Rotator(store, interval=3600, retire_after=lambda: 1000, publish_lead=LEAD, lease=lease, clock=clock)
+
+
+def load_rotate_handler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """functions/iam-rotate/handler.py as the watchdog loads it (no Redis, mounts in tmp_path)."""
+    import importlib.util
+
+    ks = initial_keyset()
+    (tmp_path / NAME).write_text(ks.to_json())
+    (tmp_path / PUBLIC).write_text(ks.public_json())
+    monkeypatch.setenv("secret_mount_path", str(tmp_path))
+    monkeypatch.setenv("redis_url", "")
+    spec = importlib.util.spec_from_file_location(
+        f"iam_rotate_handler_{uuid.uuid4().hex[:6]}", ROOT / "functions" / "iam-rotate" / "handler.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_planted_lease_neither_freezes_rotation_nor_answers_a_quiet_200(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = f"rot-{uuid.uuid4().hex[:8]}:"
+    client = redis.Redis.from_url(redis_url)
+    clock = Clock()
+    store = MemStore(initial_keyset(now=clock() - 10_000))
+    rot = mem_rotator(store, clock, lease=LayeredCache(RedisCache(redis_url, prefix)))
+    gen = store.read().generation  # public at GET /function/iam-rotate/status
+    for g in range(gen + 1, gen + 50):  # planted by any pod in openfaas-fn: no TTL
+        client.set(f"{prefix}rotation-lease:{g}", b"1")
+    client.set(f"{prefix}rotation-lease:{gen + 2}", b"1", ex=30 * 86400)  # a TTL far beyond the lease's own
+    first = rot.run(force=True)
+    assert first.rotated and store.read().generation == gen + 1, "the foreign lease was replaced"
+    lease = client.get(f"{prefix}rotation-lease:{gen + 1}")
+    assert lease not in (None, b"1") and 0 < client.pttl(f"{prefix}rotation-lease:{gen + 1}") <= rot.lease_ttl * 1000
+    clock.t += rot.lease_ttl + LEAD + 1
+    assert rot.run(force=True).rotated, "the lease with 30 days' TTL was foreign too"
+    # A lease held within its TTL by someone else: a forced run says so, never a plain 200.
+    client.set(f"{prefix}rotation-lease:{gen + 3}", b"someone-else", px=int(rot.lease_ttl * 1000))
+    clock.t += rot.lease_ttl + LEAD + 1
+    held = rot.run(force=True)
+    assert not held.rotated and held.refusal == "lease_held" and held.retry_after is not None
+    handler = load_rotate_handler(tmp_path, monkeypatch)
+    forced = handler.answer(held, force=True)
+    assert forced["statusCode"] == 409 and "Retry-After" in forced["headers"]
+    body = forced["body"]
+    assert body["error"] == "rotation_in_progress" and "lease" in body["message"]
+    assert handler.answer(held, force=False)["statusCode"] == 200, "a scheduled run: a peer is doing the step"
+    for k in client.scan_iter(prefix + "*"):
+        client.delete(k)
+
+
+def test_a_redis_outage_refuses_the_step_instead_of_failing_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    store = MemStore(initial_keyset(now=clock() - 10_000))
+    dead = LayeredCache(RedisCache("redis://127.0.0.1:1/14", "x:", timeout=0.05))
+    for force in (False, True):
+        result = mem_rotator(store, clock, lease=dead).run(force=force)
+        assert not result.rotated and result.refusal == "lease_unavailable" and store.writes == []
+        assert "cannot be checked" in result.reason
+    handler = load_rotate_handler(tmp_path, monkeypatch)
+    answer = handler.answer(result, force=True)
+    assert answer["statusCode"] == 503 and answer["body"]["error"] == "lease_unavailable"
+    assert handler.answer(result, force=False)["statusCode"] == 503, "cron sees the pause too"
+    # Without Redis configured (make run), the process lock is the lease: rotation works.
+    assert mem_rotator(store, clock, lease=LayeredCache(None)).run(force=True).rotated
+
+
+def test_interleaved_writers_are_healed_instead_of_stalling_rotation() -> None:
+    """Two steps from one generation whose writes interleaved: public from B, private from A."""
+    clock = Clock()
+    ks = initial_keyset(now=clock() - 10_000)
+    a, b = rotate(ks, clock(), 1000), rotate(ks, clock(), 1000)
+    store = MemStore(ks)
+    store.public, store.private = b.public_json(), a.to_json()
+    nxt = next(k for k in a.keys if k.state == NEXT)
+    assert nxt.kid not in parse_public_keys(store.public).kids
+    rot = mem_rotator(store, clock)
+    clock.t += 60
+    young = rot.run(force=True)  # within the publish lead a late mount could explain it: wait
+    assert not young.rotated and "not yet in this pod's mounted public keyset" in young.reason
+    assert store.writes == []
+    clock.t += LEAD
+    healed = rot.run(force=True)
+    assert not healed.rotated and "republished" in healed.reason and healed.retry_after == LEAD
+    assert store.writes == ["public", "private"], "public first"
+    assert nxt.kid in parse_public_keys(store.public).kids
+    after = store.read()
+    assert after.generation == a.generation + 1 and after.current.kid == a.current.kid, "no signing key changed"
+    clock.t += 1
+    early = rot.run(force=True)
+    assert not early.rotated and "may sign only after" in early.reason, "the publish lead restarts at the heal"
+    clock.t += LEAD
+    done = rot.run(force=True)
+    assert done.rotated and done.current == nxt.kid
 
 
 # -- RBAC: the shared service account reads no Secret ------------------------------------------------
