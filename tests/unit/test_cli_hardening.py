@@ -154,3 +154,18 @@ def test_a_wrong_state_does_not_end_the_flow_before_the_right_one(tmp_path: Path
     threading.Timer(0.2, lambda: get(port, "/oauth/callback?code=x&state=wrong")).start()
     threading.Timer(0.6, lambda: get(port, "/oauth/callback?code=y&state=right")).start()
     assert server.wait(5)["code"] == "y"
+
+
+def test_keys_init_public_output_never_writes_through_a_link(tmp_path: Path) -> None:
+    """--public-output is written like the private file: a dangling link exists, and --force replaces it."""
+    victim = tmp_path / "victim" / "authorized_keys"
+    victim.parent.mkdir()
+    link = tmp_path / "pub.json"
+    link.symlink_to(victim)  # dangling: os.path.exists() says False
+    keys = str(tmp_path / "keys.json")
+    assert main(["keys", "init", "-o", keys, "--public-output", str(link)]) == 1, "a dangling link counts as existing"
+    assert not victim.exists() and not os.path.lexists(keys)
+    assert main(["keys", "init", "-o", keys, "--public-output", str(link), "--force"]) == 0
+    assert not victim.exists(), "never written through the planted link"
+    assert not link.is_symlink() and '"keys"' in link.read_text()
+    assert mode(link) == 0o644 and mode(Path(keys)) == 0o600
