@@ -24,6 +24,7 @@ from typing import IO, Any
 from .build_context import assemble
 from .cron import Schedule
 from .gateway import Backend, GatewayApp
+from .host_guard import HostGuard, host_port  # issue 20
 from .local_secrets import SecretMounts, ensure_defaults
 from .stack import Function, Stack, StackError, load_stack
 
@@ -224,8 +225,11 @@ class LocalGateway:
         # Bind first: a taken port must fail before any child is started.
         # Client X-Forwarded-* headers reach the routing like they reach the real CE gateway's
         # (which keeps a client's X-Forwarded-Host), so tests see what a function really gets.
+        # Issue 20: answer only as our own host (421 otherwise), so a function never gets the sign-in
+        # origin's `localhost` cookies (cookies are not per port). See localgw/host_guard.py.
+        gateway_hosts = {f"127.0.0.1:{self.port}", host_port(self.public_url)}
         self._server = create_server(
-            self.app,
+            HostGuard(self.app, gateway_hosts),
             host="127.0.0.1",
             port=self.port,
             threads=16,
@@ -236,7 +240,11 @@ class LocalGateway:
             signin_app = GatewayApp(self.app.backends, root_function="iam-token")
             try:
                 self._signin_server = create_server(
-                    signin_app, host="127.0.0.1", port=self.signin_port, threads=4, ident="openfaas-iam-signin"
+                    HostGuard(signin_app, {host_port(self.signin_origin)}),  # issue 20: only the sign-in host
+                    host="127.0.0.1",
+                    port=self.signin_port,
+                    threads=4,
+                    ident="openfaas-iam-signin",
                 )
             except OSError:
                 self._server.close()

@@ -379,3 +379,23 @@ def test_a_hostile_function_cannot_read_the_token_or_plant_a_session(env: Env, b
     assert token not in browser.find_element(By.ID, "out").text
     browser.get(env.page + "/")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in to OpenFaaS", "the attacker's session is not ours"
+
+
+def test_each_local_listener_answers_only_as_its_own_host(env: Env, browser) -> None:
+    """Issue 20: cookies are not per port. A gateway answering as `localhost:<port>` would be sent the
+    sign-in origin's `localhost` session cookie, and any function's server side could replay it."""
+    from selenium.webdriver.common.by import By
+
+    port, signin_port = env.gw.port, urlsplit(env.page).port
+    assert requests.get(f"{env.base}/function/evil/", timeout=10).status_code == 200
+    for host in (f"localhost:{port}", "localhost", f"evil.example:{port}"):
+        r = requests.get(f"{env.base}/function/evil/", headers={"Host": host}, timeout=10)
+        assert r.status_code == 421, host
+    assert requests.get(f"http://localhost:{port}/function/evil/", timeout=10).status_code == 421
+    # The sign-in listener answers only as the sign-in origin's host.
+    assert requests.get(f"http://127.0.0.1:{signin_port}/", timeout=10).status_code == 421
+    assert requests.get(f"{env.page}/", timeout=10).status_code == 200
+    # In a browser: signed in at http://localhost:<signin port>, then a function opened as localhost.
+    sign_in_in_browser(browser, env, "alice")
+    browser.get(f"http://localhost:{port}/function/evil/")
+    assert "421 Misdirected Request" in browser.find_element(By.TAG_NAME, "body").text
