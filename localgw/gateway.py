@@ -72,9 +72,8 @@ class GatewayApp:
     `/system/*` goes to the provider (`localgw.provider`), which checks the admin's basic
     auth like the real gateway. With `root_function`, it plays an Ingress host route
     instead of the gateway: every path goes to that one function, and X-Forwarded-Host is
-    always the Host it was asked for. `hosts` are the Host values this listener answers
-    for; any other gets 421, so a browser that reaches it under another name (`localhost`
-    instead of 127.0.0.1) never hands a function the cookies of that other name.
+    always the Host it was asked for. Which Host values a listener answers for is
+    `host_guard`'s job.
     """
 
     def __init__(
@@ -84,13 +83,11 @@ class GatewayApp:
         timeout: float = 65.0,
         root_function: str | None = None,
         provider: Any = None,
-        hosts: frozenset[str] = frozenset(),
     ) -> None:
         self.backends = backends
         self.timeout = timeout
         self.root_function = root_function
         self.provider = provider
-        self.hosts = hosts
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         raw = environ.get("REQUEST_URI") or (
@@ -98,12 +95,6 @@ class GatewayApp:
         )
         if raw.startswith("http://") or raw.startswith("https://"):
             return _text(start_response, "400 Bad Request", "absolute-form request targets are not accepted")
-        if self.hosts and environ.get("HTTP_HOST", "").lower() not in self.hosts:
-            return _text(
-                start_response,
-                "421 Misdirected Request",
-                f"this listener answers only for {', '.join(sorted(self.hosts))}",
-            )
         if self.root_function is not None:
             root = self.backends.get(self.root_function)
             if root is None:

@@ -20,11 +20,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlsplit
 
 from .build_context import assemble
 from .cron import Schedule
 from .gateway import Backend, GatewayApp
+from .host_guard import HostGuard, host_port
 from .local_secrets import SecretMounts, ensure_defaults
 from .provider import Provider, rfc3339
 from .stack import Function, Stack, StackError, load_stack
@@ -194,14 +194,6 @@ def _min_replicas(fn: Function) -> int:
     return max(1, int(value)) if str(value).isdigit() else 1
 
 
-def _hosts(public_url: str, port: int) -> frozenset[str]:
-    """The Host values a listener answers for: 127.0.0.1:<port>, and the public URL's host."""
-    hosts = {f"127.0.0.1:{port}"}
-    if public_url:
-        hosts.add(urlsplit(public_url).netloc.lower())
-    return frozenset(hosts)
-
-
 def _status(fn: Function, replicas: int) -> dict[str, Any]:
     """What the provider reports for a stack function (faas-provider's FunctionStatus)."""
     return {
@@ -290,7 +282,7 @@ class LocalGateway:
         )
         for fn in self.stack.functions.values():
             self.provider.register(_status(fn, len(self.replicas[fn.name])))
-        self.app = GatewayApp({}, provider=self.provider, hosts=_hosts(self.public_url, port))
+        self.app = GatewayApp({}, provider=self.provider)
         self.cron = CronConnector(list(self.stack.functions.values()), port) if cron else None
         self._servers: list[Any] = []
         self._stopping = False
@@ -320,12 +312,18 @@ class LocalGateway:
         # Bind first: a taken port must fail before any child is started.
         # Client X-Forwarded-* headers reach the routing like they reach the real CE gateway's
         # (which keeps a client's X-Forwarded-Host), so tests see what a function really gets.
-        listeners = [(self.app, self.port, 16, "openfaas-iam-gateway")]
+        # Each listener answers only as its own host (421 otherwise), so a function never gets the
+        # sign-in origin's `localhost` cookies (cookies are not per port). See localgw/host_guard.py.
+        gateway_hosts = {f"127.0.0.1:{self.port}", host_port(self.public_url)}
+        listeners: list[tuple[Any, int, int, str]] = [
+            (HostGuard(self.app, gateway_hosts), self.port, 16, "openfaas-iam-gateway")
+        ]
         if self.signin_port:
-            host = urlsplit(self.signin_origin).netloc.lower() or f"localhost:{self.signin_port}"
             listeners.append(
                 (
-                    GatewayApp(self.app.backends, root_function="iam-token", hosts=frozenset({host})),
+                    HostGuard(
+                        GatewayApp(self.app.backends, root_function="iam-token"), {host_port(self.signin_origin)}
+                    ),
                     self.signin_port,
                     4,
                     "openfaas-iam-signin",
@@ -334,7 +332,9 @@ class LocalGateway:
         if self.authz_port:
             listeners.append(
                 (
-                    GatewayApp(self.app.backends, root_function="iam-authz", hosts=_hosts("", self.authz_port)),
+                    HostGuard(
+                        GatewayApp(self.app.backends, root_function="iam-authz"), {f"127.0.0.1:{self.authz_port}"}
+                    ),
                     self.authz_port,
                     8,
                     "openfaas-iam-authz",

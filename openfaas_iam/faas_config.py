@@ -80,8 +80,8 @@ def _read_existing(dir_fd: int, folder: Path) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def write_private(dir_fd: int, name: str, text: str) -> None:
-    """Write `name` in the folder atomically, mode 0600, never through a planted link.
+def write_private(dir_fd: int, name: str, text: str, mode: int = 0o600) -> None:
+    """Write `name` in the folder atomically, mode 0600 (or `mode`), never through a planted link.
 
     The temporary file has a random name and is created with O_EXCL|O_NOFOLLOW (a committed
     `.config.yml.tmp` symlink is never followed); rename replaces a link at `name` itself
@@ -90,7 +90,7 @@ def write_private(dir_fd: int, name: str, text: str) -> None:
     tmp = f".{name}.{secrets.token_hex(8)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
     try:
-        os.fchmod(fd, 0o600)  # whatever the umask
+        os.fchmod(fd, mode)  # whatever the umask
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

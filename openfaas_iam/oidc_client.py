@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.server
+import json
 import secrets
 import threading
 import time
@@ -41,18 +42,57 @@ def _session(verify: str | bool = True) -> requests.Session:
     return s
 
 
-def _get_json(session: requests.Session, url: str, what: str, timeout: float = 10.0) -> dict[str, Any]:
+CALL_DEADLINE = 15.0  # seconds for a whole IdP call: connect, headers and body
+MAX_BODY = 1024 * 1024
+
+
+def _bounded(session: requests.Session, method: str, url: str, what: str, **kwargs: Any) -> tuple[int, bytes]:
+    """One IdP call with a total deadline and a size cap: (status, body).
+
+    requests' `timeout` bounds each socket read, so a server dripping a byte a second never
+    times out. The call runs on a daemon thread the command stops waiting for at the
+    deadline (the command then ends, and the thread with it).
+    """
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            with session.request(method, url, timeout=CALL_DEADLINE, stream=True, **kwargs) as resp:
+                body = bytearray()
+                for chunk in resp.iter_content(16384):
+                    body += chunk
+                    if len(body) > MAX_BODY:
+                        raise AuthFlowError(f"{what} at {url} answered more than {MAX_BODY} bytes")
+                box["done"] = (resp.status_code, bytes(body))
+        except AuthFlowError as e:
+            box["error"] = e
+        except requests.RequestException as e:
+            box["error"] = AuthFlowError(f"cannot reach {what} at {url} ({type(e).__name__})")
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(CALL_DEADLINE)
+    if "done" in box:
+        return box["done"]
+    if "error" in box:
+        raise box["error"]
+    raise AuthFlowError(f"{what} at {url} did not answer within {CALL_DEADLINE:g}s")
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
-        resp = session.get(url, timeout=timeout)
-    except requests.RequestException as e:
-        raise AuthFlowError(f"cannot reach {what} at {url} ({type(e).__name__})") from None
-    if resp.status_code != 200:
-        raise AuthFlowError(f"{what} at {url} answered HTTP {resp.status_code}")
-    try:
-        doc = resp.json()
+        doc = json.loads(body)
     except ValueError:
-        raise AuthFlowError(f"{what} at {url} did not return JSON") from None
-    if not isinstance(doc, dict):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _get_json(session: requests.Session, url: str, what: str) -> dict[str, Any]:
+    status, body = _bounded(session, "GET", url, what)
+    if status != 200:
+        raise AuthFlowError(f"{what} at {url} answered HTTP {status}")
+    doc = _json_object(body)
+    if doc is None:
         raise AuthFlowError(f"{what} at {url} did not return a JSON object")
     return doc
 
@@ -69,30 +109,24 @@ def discover(issuer: str, session: requests.Session) -> ProviderMetadata:
     )
 
 
-def _token_error(resp: requests.Response, what: str) -> AuthFlowError:
-    try:
-        body = resp.json()
-        if isinstance(body, dict) and body.get("error"):
-            desc = body.get("error_description")
-            return AuthFlowError(f"{what} refused: {body['error']}" + (f": {desc}" if desc else ""))
-    except ValueError:
-        pass
-    return AuthFlowError(f"{what} refused: HTTP {resp.status_code}")
+def _token_error(status: int, body: bytes, what: str) -> AuthFlowError:
+    doc = _json_object(body)
+    if doc is not None and doc.get("error"):
+        desc = doc.get("error_description")
+        return AuthFlowError(f"{what} refused: {doc['error']}" + (f": {desc}" if desc else ""))
+    return AuthFlowError(f"{what} refused: HTTP {status}")
 
 
 def _post_token(
     session: requests.Session, url: str, data: dict[str, Any], auth: tuple[str, str] | None, what: str
 ) -> dict[str, Any]:
-    try:
-        resp = session.post(url, data=data, auth=auth, timeout=15)
-    except requests.RequestException as e:
-        raise AuthFlowError(f"cannot reach {what} at {url} ({type(e).__name__})") from None
-    if resp.status_code != 200:
-        raise _token_error(resp, what)
-    try:
-        return resp.json()
-    except ValueError:
-        raise AuthFlowError(f"{what} at {url} did not return JSON") from None
+    status, body = _bounded(session, "POST", url, what, data=data, auth=auth)
+    if status != 200:
+        raise _token_error(status, body, what)
+    doc = _json_object(body)
+    if doc is None:
+        raise AuthFlowError(f"{what} at {url} did not return JSON")
+    return doc
 
 
 def _client_auth(client_id: str, client_secret: str | None) -> tuple[str, str] | None:
@@ -111,17 +145,55 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, challenge
 
 
+OPENED_TWICE = "the sign-in link was opened twice; another local user may have tried to use it; run the command again"
+CONTEST_WINDOW = 3.0  # seconds after the start page is served during which a second opening still counts
+MAX_CONNECTIONS = 8  # threads the loopback server may use at once; more connections are closed at once
+
+
+class _BoundedServer(http.server.ThreadingHTTPServer):
+    """ThreadingHTTPServer with at most MAX_CONNECTIONS threads: a local flood cannot exhaust the CLI."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class CallbackServer:
     """A loopback server for `/oauth/callback` (RFC 8252 §7.3) that ends the flow exactly once.
 
     Only a request on the exact path carrying this sign-in's exact `state` counts; anything
     else (another local process probing the port, a stale tab) is answered and ignored. Each
-    connection is served on its own thread with a short socket timeout, so an idle
-    connection holds neither the others nor the total deadline of `wait`.
+    connection is served on its own thread (at most MAX_CONNECTIONS) with a short socket
+    timeout, so an idle connection holds neither the others nor the total deadline of `wait`.
 
     `/start/<random>` is a one-shot redirect to the IdP: the browser is opened on it, so the
     authorization URL (its `code_challenge` and `state`) never appears on a process command
-    line that other local users can list.
+    line. The start URL itself does, so it is contested: another local user who reads it and
+    opens it first (to sign the victim's CLI in as themselves: login CSRF) cannot stop the
+    victim's browser from opening it too, and a second opening aborts the flow
+    (OPENED_TWICE). The start response also sets a random HttpOnly cookie that the callback
+    must carry, so the callback is accepted only from the browser that opened the link.
+    Residual risk: an attacker whose whole IdP round trip finishes before the victim's browser
+    opens the link and more than CONTEST_WINDOW seconds after it opened it first; the CLI then
+    prints the attacker's identity ("Signed in as ...") before anything is used.
     """
 
     def __init__(self, host: str, port: int, state: str = "") -> None:
@@ -129,18 +201,25 @@ class CallbackServer:
         self.state = state
         self.start_path = f"/start/{secrets.token_urlsafe(16)}"
         self.authorize_url = ""
+        self.aborted = False
+        self._opened_at: float | None = None
+        self._browser = secrets.token_urlsafe(24)
+        self._cookie = f"openfaas_iam_cli_{port}"  # cookies are not per port: one name per sign-in
         self._done = threading.Event()
+        self._contested = threading.Event()
         self._guard = threading.Lock()
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             timeout = 5  # seconds an idle or slow connection may hold its own thread
 
-            def _answer(self, status: int, text: str, location: str | None = None) -> None:
+            def _answer(self, status: int, text: str, location: str | None = None, cookie: str | None = None) -> None:
                 body = f"<!doctype html><title>openfaas-iam</title><p>{text}</p>".encode()
                 self.send_response(status)
                 if location:
                     self.send_header("Location", location)
+                if cookie:
+                    self.send_header("Set-Cookie", cookie)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Cache-Control", "no-store")
@@ -148,15 +227,30 @@ class CallbackServer:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def _from_starting_browser(self) -> bool:
+                sent = [c.strip() for c in (self.headers.get("Cookie") or "").split(";")]
+                values = [c.partition("=")[2] for c in sent if c.partition("=")[0] == outer._cookie]
+                return len(values) == 1 and secrets.compare_digest(values[0], outer._browser)
+
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 if url.path == outer.start_path:
                     with outer._guard:
-                        target, outer.authorize_url = outer.authorize_url, ""  # one use only
-                    if target:
-                        self._answer(302, "Continue to sign in.", target)
+                        first = outer._opened_at is None
+                        if first:
+                            outer._opened_at = time.monotonic()
+                        else:  # a second opening, by anyone: nobody's sign-in goes on
+                            outer.aborted = True
+                            outer._contested.set()
+                            outer._done.set()
+                    if first and outer.authorize_url:
+                        cookie = f"{outer._cookie}={outer._browser}; Path=/; HttpOnly; SameSite=Lax"
+                        self._answer(302, "Continue to sign in.", outer.authorize_url, cookie)
                     else:
-                        self._answer(404, "This sign-in link was already used.")
+                        self._answer(
+                            409,
+                            "This sign-in link was opened twice, so the sign-in was stopped. Run the command again.",
+                        )
                     return
                 if url.path != "/oauth/callback":
                     self._answer(404, "Not found.")
@@ -165,6 +259,9 @@ class CallbackServer:
                 states = query.get("state", [])
                 if len(states) != 1 or not outer.state or not secrets.compare_digest(states[0], outer.state):
                     self._answer(400, "This is not the sign-in the command is waiting for.")
+                    return
+                if not self._from_starting_browser():
+                    self._answer(400, "This browser did not open the command's sign-in link.")
                     return
                 with outer._guard:
                     if outer._done.is_set():
@@ -179,20 +276,28 @@ class CallbackServer:
                 pass
 
         try:
-            self.server = http.server.ThreadingHTTPServer((host, port), Handler)
+            self.server = _BoundedServer((host, port), Handler)
         except OSError as e:
             raise AuthFlowError(f"cannot listen on {host}:{port} for the callback ({e.strerror}); use --port") from None
-        self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
     def wait(self, timeout: float) -> dict[str, str]:
-        """The callback's query; `timeout` is the total time the sign-in may take."""
+        """The callback's query; `timeout` is the total time the sign-in may take.
+
+        A callback that comes within CONTEST_WINDOW of the start page being served waits out
+        the rest of that window: a second opening of the link (the victim's own browser, late)
+        still aborts the flow.
+        """
         try:
             if not self._done.wait(timeout):
                 raise AuthFlowError(
                     f"no sign-in callback within {timeout:g}s; run the command again and finish signing in"
                 )
+            if not self.aborted and self._opened_at is not None:
+                self._contested.wait(max(0.0, self._opened_at + CONTEST_WINDOW - time.monotonic()))
+            if self.aborted:
+                raise AuthFlowError(OPENED_TWICE)
             assert self.result is not None
             return self.result
         finally:
@@ -285,18 +390,21 @@ def code_flow(
     server = CallbackServer(host, port, state)
     url = authorization_url(meta, client_id, redirect_uri, scope, challenge, state, nonce, audience)
     server.authorize_url = url
+    # The browser gets a one-shot local address, not the authorization URL: a browser's command
+    # line is visible to every local user (ps), and that URL carries the challenge and state. The
+    # same address is what we print: the callback is accepted only from the browser that opened it.
+    start = f"{redirect_host.rstrip('/')}:{port}{server.start_path}"
     opened = False
     if open_browser:
         import webbrowser
 
-        # The browser gets a one-shot local address, not the authorization URL: a browser's command
-        # line is visible to every local user (ps), and that URL carries the challenge and state.
-        start = f"{redirect_host.rstrip('/')}:{port}{server.start_path}"
         try:
             opened = webbrowser.open(start)
         except webbrowser.Error:
             opened = False
-    say(("Opened your browser to sign in. If it did not open, visit:\n" if opened else "Sign in by visiting:\n") + url)
+    say(
+        ("Opened your browser to sign in. If it did not open, visit:\n" if opened else "Sign in by visiting:\n") + start
+    )
     result = server.wait(timeout)
     if "error" in result:
         desc = result.get("error_description")

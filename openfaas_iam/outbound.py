@@ -8,6 +8,7 @@ redirect only while it stays on the origin it started from.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import ipaddress
 import socket
@@ -18,9 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
-
-import requests
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from . import json_codec
 from .errors import DiscoveryError
@@ -64,9 +63,6 @@ class Fetcher:
         self.max_bytes = max_bytes
         self.verify: str | bool = ca_bundle or True
         self.allow_insecure = allow_insecure
-        # The sign-in page's code redemption still uses requests (a POST, one per person).
-        self.session = requests.Session()
-        self.session.trust_env = False  # no proxies or .netrc credentials from the environment
         self.per_origin = per_origin
         self._slots: dict[tuple[str, str, int], threading.BoundedSemaphore] = {}
         self._guard = threading.Lock()
@@ -131,13 +127,46 @@ class Fetcher:
                 return Fetched(doc, resp_headers)
         raise DiscoveryError(f"{url}: more than {MAX_REDIRECTS} redirects")
 
+    def post_form(
+        self, url: str, form: dict[str, str], *, basic: tuple[str, str] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """POST a form (the sign-in page's code redemption); (status, JSON object or {}).
+
+        The same bounds as `get_json`: a total deadline, one of `per_origin` slots and the
+        size cap, so a slow or hostile token endpoint holds at most that many of the page's
+        threads for at most `timeout`. Redirects are not followed (RFC 6749 §3.2), and an
+        error status's body is read too: it carries the IdP's `error_description`.
+        """
+        self.check_url(url)
+        body = urlencode(form).encode()
+        headers = {
+            "Accept": "application/json",
+            "User-Agent": "openfaas-iam",
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+        if basic is not None:
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode()
+        deadline = time.monotonic() + self.timeout
+        with self._slot(url):
+            status, _, raw = self._get(url, headers, deadline, method="POST", body=body)
+        try:
+            doc = json_codec.loads(raw) if raw else {}
+        except (ValueError, UnicodeDecodeError):
+            doc = {}
+        return status, doc if isinstance(doc, dict) else {}
+
     def _context(self) -> ssl.SSLContext:
         if self._ssl is None:
             self._ssl = ssl.create_default_context(cafile=self.verify if isinstance(self.verify, str) else None)
         return self._ssl
 
-    def _get(self, url: str, headers: dict[str, str], deadline: float) -> tuple[int, dict[str, str], bytes]:
-        """One GET with a watchdog that shuts the socket at the deadline, whatever it is waiting for."""
+    def _get(
+        self, url: str, headers: dict[str, str], deadline: float, *, method: str = "GET", body: bytes | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One request with a watchdog that shuts the socket at the deadline, whatever it is waiting for.
+
+        A GET's error status comes back without its body; a POST's body is read whatever the status.
+        """
         scheme, host, port = origin(url)
         parts = urlsplit(url)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -162,10 +191,10 @@ class Fetcher:
         watchdog.daemon = True
         watchdog.start()
         try:
-            conn.request("GET", target, headers=headers)
+            conn.request(method, target, body=body, headers=headers)
             resp = conn.getresponse()
             got = {k.lower(): v for k, v in resp.getheaders()}
-            if resp.status != 200:
+            if resp.status != 200 and method == "GET":
                 return resp.status, got, b""
             body = self._read(resp, got, url)
             if cut.is_set():

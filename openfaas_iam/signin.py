@@ -2,8 +2,9 @@
 
 CE has no dashboard sign-in, so iam-token serves a small page of its own. The flow state
 (PKCE verifier, state, nonce) lives in a short-lived sealed cookie bound to this browser,
-which is what makes the callback CSRF-safe; the session is another sealed cookie holding
-the OpenFaaS token, never readable by the browser or anyone watching it.
+which is what makes the callback CSRF-safe, and is used once (the shared store remembers
+it); the session is another sealed cookie holding the OpenFaaS token, never readable by
+the browser or anyone watching it.
 """
 
 from __future__ import annotations
@@ -17,15 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-import requests
-
 from .discovery import IssuerDiscovery
 from .errors import DiscoveryError, OAuthError, TokenError
 from .exchange import TT, ExchangeRequest, TokenExchange
 from .jwks_cache import JwksCache
 from .objects import IamConfig, JwtIssuer
+from .outbound import summarise
 from .session import SealedCookie
-from .stores.cache import Cache
+from .stores.cache import Cache, SharedStore, StoreUnavailable
 from .verify import verify_subject_token
 
 FLOW_COOKIE = "iam_signin"
@@ -150,7 +150,9 @@ class SignIn:
         self.flow = SealedCookie(session_secret, "sign-in flow")
         self.session = SealedCookie(session_secret, "session")
         self.records = SealedCookie(session_secret, "session record")
-        self.store = store
+        # Sessions, revocations and used flows: Redis only when configured (no per-replica copy
+        # that outlives a sign-out or revives a revoked session during a blip); see SharedStore.
+        self.store = SharedStore(store)
         self._meta: tuple[float, dict[str, Any]] | None = None
 
     def issuer(self, config: IamConfig) -> JwtIssuer:
@@ -206,21 +208,34 @@ class SignIn:
 
     def finish(self, query: dict[str, str], cookies: dict[str, str], client: str) -> tuple[str, dict[str, Any]]:
         """Handle the callback: returns (session cookie value, the token response)."""
-        if "error" in query:
-            desc = query.get("error_description") or query["error"]
-            raise SignInError("Your identity provider refused the sign-in", desc, 400)
         flow = self.flow.open(cookies.get(self.sso.cookie_name(FLOW_COOKIE)))
-        if flow is None:
-            raise SignInError(
-                "Your sign-in expired",
-                "The sign-in took too long or was started in another browser. Please sign in again.",
-                400,
-            )
-        if not secrets.compare_digest(query.get("state", ""), flow["s"]):
+        if flow is None or not secrets.compare_digest(query.get("state", ""), flow["s"]):
+            # Without this browser's own flow, nothing from the query is shown: an `error_description`
+            # in a link anyone can craft would be attacker-chosen text on the sign-in origin.
+            if flow is None:
+                raise SignInError(
+                    "Your sign-in expired",
+                    "The sign-in took too long, was already used, or was started in another browser. "
+                    "Please sign in again.",
+                    400,
+                )
             raise SignInError(
                 "This sign-in link is not yours",
                 "The response does not belong to this sign-in. Please sign in again.",
                 400,
+            )
+        if "error" in query:
+            desc = query.get("error_description") or query["error"]
+            raise SignInError("Your identity provider refused the sign-in", desc, 400)
+        # Single-use on the server, not only by the browser deleting the cookie: a copied flow
+        # cookie replayed at /callback is refused before any call to the IdP (one atomic add).
+        try:
+            first = self.store.add(_flow_key(flow["s"]), b"1", FLOW_TTL)
+        except StoreUnavailable:
+            raise _store_down("Sign-in is not available right now") from None
+        if not first:
+            raise SignInError(
+                "This sign-in was already used", "Each sign-in link works once. Please sign in again.", 400
             )
         code = query.get("code")
         if not code:
@@ -264,41 +279,39 @@ class SignIn:
         """
         ttl = max(1, min(SESSION_TTL, expires_in))
         sid = secrets.token_urlsafe(18)
-        self.store.set(_record_key(sid), self.records.seal({"i": sid, "t": token}, ttl).encode(), ttl)
+        try:
+            self.store.set(_record_key(sid), self.records.seal({"i": sid, "t": token}, ttl).encode(), ttl)
+        except StoreUnavailable:
+            raise _store_down("Sign-in is not available right now") from None
         return self.session.seal({"i": sid, "c": secrets.token_urlsafe(16)}, ttl)
 
     def _redeem(self, meta: dict[str, Any], code: str, verifier: str) -> str:
         endpoint = meta.get("token_endpoint")
         if not isinstance(endpoint, str):
             raise SignInError("Sign-in is not available", "The identity provider publishes no token endpoint.", 503)
-        self.discovery.fetcher.check_url(endpoint)
+        fetcher = self.discovery.fetcher
+        # Through the bounded fetcher: a total deadline, one of its per-origin slots and its size
+        # cap, so a slow token endpoint cannot hold the page's threads (requests' timeout is per read).
         try:
-            resp = self.discovery.fetcher.session.post(
+            status, body = fetcher.post_form(
                 endpoint,
-                data={
+                {
                     "grant_type": "authorization_code",
                     "code": code,
                     "redirect_uri": self.sso.redirect_url,
                     "code_verifier": verifier,
                 },
-                auth=(quote(self.sso.client_id, safe=""), quote(self.sso.client_secret, safe="")),
-                timeout=self.discovery.fetcher.timeout,
-                verify=self.discovery.fetcher.verify,
-                allow_redirects=False,
+                basic=(quote(self.sso.client_id, safe=""), quote(self.sso.client_secret, safe="")),
             )
-        except requests.RequestException as e:
+        except DiscoveryError as e:
             raise SignInError(
                 "The identity provider is unreachable",
                 "We could not reach your organisation's sign-in service. Try again in a minute.",
                 503,
-                type(e).__name__,
+                summarise(str(e)),
             ) from None
-        try:
-            body = resp.json()
-        except ValueError:
-            body = {}
-        if resp.status_code != 200:
-            desc = body.get("error_description") or body.get("error") or f"HTTP {resp.status_code}"
+        if status != 200:
+            desc = body.get("error_description") or body.get("error") or f"HTTP {status}"
             raise SignInError("Your identity provider refused the sign-in", str(desc), 400)
         id_token = body.get("id_token")
         if not isinstance(id_token, str):
@@ -313,20 +326,45 @@ class SignIn:
         if cookie_data is None or not isinstance(cookie_data.get("i"), str):
             return None
         sid = cookie_data["i"]
-        # Checked first and in the shared cache: another replica may still hold the record locally.
-        if self.store.get(_revoked_key(sid)) is not None:
-            return None
-        raw = self.store.get(_record_key(sid))
+        try:
+            if self.store.get(_revoked_key(sid)) is not None:
+                return None
+            raw = self.store.get(_record_key(sid))
+        except StoreUnavailable:
+            return None  # no answer from the shared store is no session: the person signs in again
         record = self.records.open(raw.decode("ascii", "replace")) if raw is not None else None
         if record is None or record.get("i") != sid:
             return None
         return {"i": sid, "c": cookie_data.get("c", ""), "t": record["t"]}
 
     def revoke(self, session: dict[str, Any]) -> None:
-        """Sign-out: the session ends for every copy of its cookie, on every replica."""
+        """Sign-out: the session ends for every copy of its cookie, on every replica.
+
+        Both writes reach the shared store or this raises: a sign-out never claims success
+        while a copied cookie still works somewhere.
+        """
         sid = session["i"]
-        self.store.set(_revoked_key(sid), b"1", SESSION_TTL)
-        self.store.delete(_record_key(sid))
+        try:
+            self.store.set(_revoked_key(sid), b"1", SESSION_TTL)
+            self.store.delete(_record_key(sid))
+        except StoreUnavailable:
+            raise _store_down(
+                "Sign-out failed",
+                "Your session could not be ended: the session store is unreachable. It is still active; "
+                "try signing out again in a minute.",
+            ) from None
+
+
+def _store_down(title: str, message: str = "The session store is unreachable. Try again in a minute.") -> SignInError:
+    """A 503 page for an unreachable shared session store.
+
+    The page names no Redis address: RedisCache has already logged what to fix for the operator.
+    """
+    return SignInError(title, message, 503, "session store unavailable")
+
+
+def _flow_key(state: str) -> str:
+    return f"signin-flow:{state}"
 
 
 def _record_key(sid: str) -> str:

@@ -53,6 +53,16 @@ def _secret(name: str, namespace: str, value: str) -> dict:
     }
 
 
+def _write_new(path: str, text: str, mode: int) -> None:
+    """A new file (O_EXCL|O_NOFOLLOW temporary) renamed over `path`: never through a planted link."""
+    folder = os.path.dirname(os.path.abspath(path))
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        write_private(dir_fd, os.path.basename(path), text, mode)
+    finally:
+        os.close(dir_fd)
+
+
 def run_init(args: argparse.Namespace) -> int:
     keyset = initial_keyset()
     text = keyset.to_json()
@@ -60,12 +70,14 @@ def run_init(args: argparse.Namespace) -> int:
         items = [_secret(SECRET, args.namespace, text), _secret(PUBLIC_SECRET, args.namespace, keyset.public_json())]
         text = json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=2)
     elif args.public_output:
+        # lexists: a dangling symlink counts as existing (os.path.exists follows it and says no).
         for path in (args.output, args.public_output):
-            if path != "-" and os.path.exists(path) and not args.force:
+            if path != "-" and os.path.lexists(path) and not args.force:
                 print(f"openfaas-iam keys init: {path} exists; use --force to replace it", file=sys.stderr)
                 return 1
-        with open(args.public_output, "w") as f:
-            f.write(keyset.public_json() + "\n")
+        # Like the private output: a new file renamed into place, so a link planted at the path
+        # (in a shared folder) is replaced, never written through. Public, so 0644.
+        _write_new(args.public_output, keyset.public_json() + "\n", 0o644)
     if args.output == "-":
         sys.stdout.write(text + "\n")
         return 0
@@ -74,11 +86,6 @@ def run_init(args: argparse.Namespace) -> int:
         return 1
     # Always a new 0600 file renamed into place: --force never keeps an old file's mode and never
     # writes through a (dangling) symlink; the link itself is replaced.
-    folder = os.path.dirname(os.path.abspath(args.output))
-    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        write_private(dir_fd, os.path.basename(args.output), text + "\n")
-    finally:
-        os.close(dir_fd)
+    _write_new(args.output, text + "\n", 0o600)
     print(f"wrote a new signing keyset ({args.format}) to {args.output}", file=sys.stderr)
     return 0

@@ -3,6 +3,11 @@
 Redis is an optimisation, never a dependency: every call has a short timeout, a
 failure opens a circuit for a few seconds (no request waits on a dead Redis twice),
 and the in-process cache keeps answering meanwhile. The circuit closes by itself.
+
+The exception is state that must be the same on every replica, where a per-replica
+fallback is wrong rather than slow (a sign-out that revokes on one replica only, a
+revoked session that comes back while Redis blips): `SharedStore` keeps it in Redis
+only, and says "unavailable" instead of falling back.
 """
 
 from __future__ import annotations
@@ -82,6 +87,10 @@ class Cache(Protocol):
     def delete(self, key: str) -> None: ...
 
 
+class StoreUnavailable(ConnectionError):
+    """The shared store is configured but cannot be reached now (circuit open, timeout, refused)."""
+
+
 class MemoryCache:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._data: dict[str, tuple[bytes, float]] = {}
@@ -109,8 +118,8 @@ class MemoryCache:
             self._data[key] = (value, self._clock() + ttl)
             return True
 
-    def claim(self, key: str, token: bytes, ttl: float) -> Claim:
-        """In-process: nobody else writes this map, so nothing here is foreign."""
+    def claim(self, key: str, token: bytes, ttl: float, *, fallback: bool = True) -> Claim:
+        """In-process: nobody else writes this map, so nothing here is foreign (`fallback` is moot)."""
         with self._lock:
             item = self._data.get(key)
             if item is not None and item[1] >= self._clock() and item[0] != token:
@@ -319,22 +328,37 @@ class RedisCache:
         if not self.available:
             return
         try:
-            self.client.set(self.prefix + key, value, px=max(1, int(ttl * 1000)))
+            self.client.set(self.prefix + key, value, px=_ms(ttl))
         except self._errors as e:
             self._fail("set", e)
             return
         self._ok()
 
     def add(self, key: str, value: bytes, ttl: float) -> bool:
+        """SET NX; StoreUnavailable (a ConnectionError) when Redis cannot answer."""
+        return bool(self._strict("add", lambda: self.client.set(self.prefix + key, value, px=_ms(ttl), nx=True)))
+
+    def _strict(self, op: str, call: Callable[[], Any]) -> Any:
+        """One call that raises StoreUnavailable instead of degrading to 'not there'."""
         if not self.available:
-            raise ConnectionError("redis unavailable")
+            raise StoreUnavailable(self.refused or self.problem or "redis unavailable")
         try:
-            added = bool(self.client.set(self.prefix + key, value, px=max(1, int(ttl * 1000)), nx=True))
+            result = call()
         except self._errors as e:
-            self._fail("add", e)
-            raise ConnectionError("redis unavailable") from None
+            self._fail(op, e)
+            raise StoreUnavailable(describe_failure(e, self.url)) from None
         self._ok()
-        return added
+        return result
+
+    def get_strict(self, key: str) -> bytes | None:
+        value = self._strict("get", lambda: self.client.get(self.prefix + key))
+        return value.encode() if isinstance(value, str) else value
+
+    def set_strict(self, key: str, value: bytes, ttl: float) -> None:
+        self._strict("set", lambda: self.client.set(self.prefix + key, value, px=_ms(ttl)))
+
+    def delete_strict(self, key: str) -> None:
+        self._strict("delete", lambda: self.client.delete(self.prefix + key))
 
     def claim(self, key: str, token: bytes, ttl: float) -> Claim:
         """Claim a key against Redis (see Claim); SharedUnavailable when Redis cannot answer."""
@@ -412,6 +436,42 @@ class LayeredCache:
         self.local.delete(key)
         if self.shared is not None:
             self.shared.delete(key)
+
+
+def _ms(ttl: float) -> int:
+    return max(1, int(ttl * 1000))
+
+
+class SharedStore:
+    """State every replica must agree on: Redis only when Redis is configured, never a local copy.
+
+    Sign-in sessions, their revocations and used sign-in flows live here. With Redis
+    configured, an unreachable Redis raises StoreUnavailable (the caller answers "sign in
+    again" or "sign-out failed", never a stale or per-replica answer). Only with no Redis
+    configured at all (one replica, `make run` without Redis) is the process map the store.
+    """
+
+    def __init__(self, cache: Cache) -> None:
+        self.redis: RedisCache | None = cache.shared if isinstance(cache, LayeredCache) else None
+        self.local: Cache = cache.local if isinstance(cache, LayeredCache) else cache
+
+    def get(self, key: str) -> bytes | None:
+        return self.redis.get_strict(key) if self.redis is not None else self.local.get(key)
+
+    def set(self, key: str, value: bytes, ttl: float) -> None:
+        if self.redis is not None:
+            self.redis.set_strict(key, value, ttl)
+        else:
+            self.local.set(key, value, ttl)
+
+    def add(self, key: str, value: bytes, ttl: float) -> bool:
+        return self.redis.add(key, value, ttl) if self.redis is not None else self.local.add(key, value, ttl)
+
+    def delete(self, key: str) -> None:
+        if self.redis is not None:
+            self.redis.delete_strict(key)
+        else:
+            self.local.delete(key)
 
 
 def make_cache(

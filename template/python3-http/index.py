@@ -42,6 +42,7 @@ from function import handler  # noqa: E402
 
 log = logging.getLogger("template")
 TEXT = "text/plain; charset=utf-8"
+BINARY = "application/octet-stream"  # a bytes body without a handler Content-Type
 METHODS = ["GET", "PUT", "POST", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
@@ -148,7 +149,8 @@ def format_response(res: Any) -> Response:
     if isinstance(res, str):
         return Response(res, status=200, headers=_headers(TEXT, None))
     if isinstance(res, bytes):
-        return Response(res, status=200)
+        # Not Flask's default text/html: `return event.body` would be a reflected XSS (issue 20).
+        return Response(res, status=200, headers=_headers(BINARY, None))
     if not isinstance(res, dict):
         raise TypeError(f"handler returned {type(res).__name__}; expected None, str, bytes or a dict")
     status = int(res.get("statusCode", 200))
@@ -161,9 +163,9 @@ def format_response(res: Any) -> Response:
     if isinstance(body, str):
         return Response(body, status=status, headers=_headers(TEXT, extra))
     if isinstance(body, bytes):
-        return Response(body, status=status, headers=_headers(None, extra))
+        return Response(body, status=status, headers=_headers(BINARY, extra))  # issue 20: never text/html
     if isinstance(body, Iterable):
-        return Response(_stream(body), status=status, headers=_headers(None, extra), direct_passthrough=True)
+        return Response(_stream(body), status=status, headers=_headers(BINARY, extra), direct_passthrough=True)
     return Response(str(body), status=status, headers=_headers(TEXT, extra))
 
 

@@ -108,10 +108,15 @@ def test_human_code_flow_through_the_real_login_pages(env: Env, tmp_path: Path) 
         while not line.startswith("http"):
             line = proc.stderr.readline().strip()
             assert line or proc.poll() is None, "the CLI ended before printing the sign-in URL"
-        url = line
+        # The CLI prints its one-shot start link; the browser that opens it gets the cookie the callback needs.
+        browser = requests.Session()
+        start = browser.get(line, allow_redirects=False, timeout=10)
+        assert start.status_code == 302 and "HttpOnly" in start.headers["Set-Cookie"]
+        url = start.headers["Location"]
         assert "code_challenge_method=S256" in url and "state=" in url and "nonce=" in url
         callback = drive_login(url, login="alice", redirect_uri=f"http://127.0.0.1:{env.callback_port}/oauth/callback")
-        page = requests.get(callback, timeout=10)
+        assert requests.get(callback, timeout=10).status_code == 400, "not from the browser that opened the link"
+        page = browser.get(callback, timeout=10)
         assert "Signed in" in page.text
         _, err = proc.communicate(timeout=30)
     finally:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
@@ -226,9 +226,10 @@ def start_flow(env: Env) -> tuple[requests.Session, str]:
 def test_errors_people_understand(env: Env) -> None:
     # The IdP refused (the person pressed "cancel").
     s, url = start_flow(env)
+    state = parse_qs(urlsplit(url).query)["state"][0]
     r = s.get(
         f"{env.page}/callback",
-        params={"error": "access_denied", "error_description": "End-User aborted interaction"},
+        params={"error": "access_denied", "error_description": "End-User aborted interaction", "state": state},
         timeout=10,
     )
     assert (
@@ -250,6 +251,16 @@ def test_errors_people_understand(env: Env) -> None:
     s, _ = start_flow(env)
     r = s.get(f"{env.page}/callback", params={"code": "x", "state": "forged"}, timeout=10)
     assert r.status_code == 400 and "This sign-in link is not yours" in r.text
+    # A copy of the flow cookie replayed at /callback: the flow is used once, on the server (issue 20).
+    s, url = start_flow(env)
+    flow_cookie = s.cookies.get("iam_signin")
+    callback = drive_login(url, login="mallory", redirect_uri=f"{env.page}/callback")
+    assert s.get(callback, timeout=10).status_code == 403
+    r = requests.get(callback, cookies={"iam_signin": flow_cookie}, timeout=10)
+    assert r.status_code == 400 and "This sign-in was already used" in r.text
+    # Text anyone can put in a link is not shown without this browser's flow.
+    r = requests.get(f"{env.page}/callback", params={"error": "x", "error_description": "Call 555-EVIL"}, timeout=10)
+    assert r.status_code == 400 and "Your sign-in expired" in r.text and "EVIL" not in r.text
     # A forged session cookie is no session.
     r = requests.get(f"{env.page}/", cookies={"iam_session": "forged"}, timeout=10)
     assert "Sign in to OpenFaaS" in r.text
@@ -319,6 +330,7 @@ def sign_in_in_browser(browser, env: Env, login: str) -> str:
 def test_a_hostile_function_cannot_read_the_token_or_plant_a_session(env: Env, browser) -> None:
     """Issue 20's attack, in a real browser: a user's function on the gateway origin goes after the page."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     # The attacker's own valid session, from signing in on the sign-in origin as themselves.
@@ -361,9 +373,29 @@ def test_a_hostile_function_cannot_read_the_token_or_plant_a_session(env: Env, b
     # Signed out, with the attacker's cookies planted on the shared origin: still nobody signed in.
     browser.get(env.page + "/logout")
     browser.find_element(By.XPATH, "//button[normalize-space()='Sign out']").click()
-    WebDriverWait(browser, 20).until(lambda d: d.find_element(By.TAG_NAME, "h1").text == "You are signed out")
+    WebDriverWait(browser, 20).until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "You are signed out"))
     browser.get(f"{env.base}/function/evil/?" + urlencode({"origin": env.page, "plant": planted}))
     WebDriverWait(browser, 40).until(lambda d: d.find_element(By.ID, "out").text)
     assert token not in browser.find_element(By.ID, "out").text
     browser.get(env.page + "/")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in to OpenFaaS", "the attacker's session is not ours"
+
+
+def test_each_local_listener_answers_only_as_its_own_host(env: Env, browser) -> None:
+    """Issue 20: cookies are not per port. A gateway answering as `localhost:<port>` would be sent the
+    sign-in origin's `localhost` session cookie, and any function's server side could replay it."""
+    from selenium.webdriver.common.by import By
+
+    port, signin_port = env.gw.port, urlsplit(env.page).port
+    assert requests.get(f"{env.base}/function/evil/", timeout=10).status_code == 200
+    for host in (f"localhost:{port}", "localhost", f"evil.example:{port}"):
+        r = requests.get(f"{env.base}/function/evil/", headers={"Host": host}, timeout=10)
+        assert r.status_code == 421, host
+    assert requests.get(f"http://localhost:{port}/function/evil/", timeout=10).status_code == 421
+    # The sign-in listener answers only as the sign-in origin's host.
+    assert requests.get(f"http://127.0.0.1:{signin_port}/", timeout=10).status_code == 421
+    assert requests.get(f"{env.page}/", timeout=10).status_code == 200
+    # In a browser: signed in at http://localhost:<signin port>, then a function opened as localhost.
+    sign_in_in_browser(browser, env, "alice")
+    browser.get(f"http://localhost:{port}/function/evil/")
+    assert "421 Misdirected Request" in browser.find_element(By.TAG_NAME, "body").text

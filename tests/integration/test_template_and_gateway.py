@@ -79,7 +79,9 @@ def test_namespace_suffix_and_unknown_function(echo_gateway) -> None:
     [
         ("/shape/none", 200, b"", None),
         ("/shape/str", 200, b"hello", "text/plain; charset=utf-8"),
-        ("/shape/bytes", 200, b"\x00\x01binary", None),
+        ("/shape/bytes", 200, b"\x00\x01binary", "application/octet-stream"),
+        # A bytes body (an echo's `return event.body`) is never Flask's default text/html (issue 20).
+        ("/shape/dict-raw", 200, b"<script>alert(1)</script>", "application/octet-stream"),
         ("/shape/dict-json", 201, b'{"a": 1}', "application/json"),
         ("/shape/dict-text", 200, b"text body", "text/plain; charset=utf-8"),
         ("/shape/dict-empty", 204, b"", None),

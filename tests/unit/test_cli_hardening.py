@@ -7,6 +7,7 @@ its target, mode 644).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import socket
@@ -96,13 +97,25 @@ def test_keys_init_force_writes_0600_and_never_through_a_link(tmp_path: Path) ->
     assert mode(dangling) == 0o600
 
 
-def get(port: int, path: str) -> tuple[int, str]:
+def get(port: int, path: str, cookie: str | None = None) -> tuple[int, str]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    conn.request("GET", path)
+    conn.request("GET", path, headers={"Cookie": cookie} if cookie else {})
     resp = conn.getresponse()
     out = resp.status, resp.getheader("Location") or resp.read().decode()
     conn.close()
     return out
+
+
+def open_start(port: int, server: CallbackServer) -> tuple[str, str]:
+    """Open the start link as the browser does: (authorization URL, the cookie it set)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", server.start_path)
+    resp = conn.getresponse()
+    assert resp.status == 302
+    set_cookie = resp.getheader("Set-Cookie") or ""
+    assert "HttpOnly" in set_cookie
+    conn.close()
+    return resp.getheader("Location") or "", set_cookie.split(";")[0]
 
 
 def free_port() -> int:
@@ -119,19 +132,67 @@ def test_the_callback_counts_only_the_exact_path_and_state_once() -> None:
     result: list[dict[str, str]] = []
     waiter = threading.Thread(target=lambda: result.append(server.wait(10)))
     waiter.start()
-    # The one-shot start address: the authorization URL once, then nothing.
-    assert get(port, server.start_path) == (302, authorize)
-    assert get(port, server.start_path)[0] == 404
+    # The one-shot start address: the authorization URL, and a cookie binding the callback to this browser.
+    assert open_start(port, server) == (authorize, f"openfaas_iam_cli_{port}={server._browser}")
+    browser = f"openfaas_iam_cli_{port}={server._browser}"
     # Anything else is answered and ignored: the flow goes on.
     assert get(port, "/")[0] == 404
-    assert get(port, "/oauth/callback/extra?code=x&state=the-state")[0] == 404
-    assert get(port, "/oauth/callback?code=evil&state=guess")[0] == 400
-    assert get(port, "/oauth/callback?code=evil")[0] == 400
-    assert get(port, "/oauth/callback?code=evil&state=the-state&state=the-state")[0] == 400
+    assert get(port, "/oauth/callback/extra?code=x&state=the-state", browser)[0] == 404
+    assert get(port, "/oauth/callback?code=evil&state=guess", browser)[0] == 400
+    assert get(port, "/oauth/callback?code=evil", browser)[0] == 400
+    assert get(port, "/oauth/callback?code=evil&state=the-state&state=the-state", browser)[0] == 400
+    # The right state from a browser that did not open the link (no cookie, or another one).
+    assert get(port, "/oauth/callback?code=evil&state=the-state")[0] == 400
+    assert get(port, "/oauth/callback?code=evil&state=the-state", f"openfaas_iam_cli_{port}=guess")[0] == 400
     assert not result
-    assert get(port, "/oauth/callback?code=good&state=the-state")[0] == 200
+    assert get(port, "/oauth/callback?code=good&state=the-state", browser)[0] == 200
     waiter.join(5)
     assert result == [{"code": "good", "state": "the-state"}]
+
+
+def test_a_start_link_opened_twice_aborts_the_sign_in() -> None:
+    """Issue 20: another local user reads the start URL from the browser's command line and opens it first.
+
+    The victim's browser opening it too stops the flow, even when the attacker's callback (with the
+    attacker's own cookie, from signing in as themself) came first.
+    """
+    port = free_port()
+    server = CallbackServer("127.0.0.1", port, "s")
+    server.authorize_url = "https://idp.example/auth?state=s"
+    _, attacker_cookie = open_start(port, server)  # the attacker, first
+    assert get(port, "/oauth/callback?code=attackers&state=s", attacker_cookie)[0] == 200
+    status, text = get(port, server.start_path)  # the victim's browser, a moment later
+    assert status == 409 and "opened twice" in text
+    with pytest.raises(AuthFlowError) as e:
+        server.wait(5)
+    assert str(e.value) == (
+        "the sign-in link was opened twice; another local user may have tried to use it; run the command again"
+    )
+    # Opened twice before any callback: stopped at once, the later callback is not the flow's.
+    port = free_port()
+    server = CallbackServer("127.0.0.1", port, "s")
+    server.authorize_url = "https://idp.example/auth?state=s"
+    open_start(port, server)
+    assert get(port, server.start_path)[0] == 409
+    start = time.monotonic()
+    with pytest.raises(AuthFlowError, match="opened twice"):
+        server.wait(5)
+    assert time.monotonic() - start < 1
+
+
+def test_the_callback_server_caps_its_threads() -> None:
+    port = free_port()
+    server = CallbackServer("127.0.0.1", port, "s")
+    before = threading.active_count()
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+    try:
+        time.sleep(0.5)
+        assert threading.active_count() - before <= 8, "one thread per connection, without a cap"
+    finally:
+        for c in idle:
+            c.close()
+    with pytest.raises(AuthFlowError):
+        server.wait(0.1)
 
 
 def test_an_idle_connection_does_not_hold_the_total_timeout() -> None:
@@ -151,6 +212,63 @@ def test_an_idle_connection_does_not_hold_the_total_timeout() -> None:
 def test_a_wrong_state_does_not_end_the_flow_before_the_right_one(tmp_path: Path) -> None:
     port = free_port()
     server = CallbackServer("127.0.0.1", port, "right")
-    threading.Timer(0.2, lambda: get(port, "/oauth/callback?code=x&state=wrong")).start()
-    threading.Timer(0.6, lambda: get(port, "/oauth/callback?code=y&state=right")).start()
+    browser = f"openfaas_iam_cli_{port}={server._browser}"
+    threading.Timer(0.2, lambda: get(port, "/oauth/callback?code=x&state=wrong", browser)).start()
+    threading.Timer(0.6, lambda: get(port, "/oauth/callback?code=y&state=right", browser)).start()
     assert server.wait(5)["code"] == "y"
+
+
+def test_keys_init_public_output_never_writes_through_a_link(tmp_path: Path) -> None:
+    """--public-output is written like the private file: a dangling link exists, and --force replaces it."""
+    victim = tmp_path / "victim" / "authorized_keys"
+    victim.parent.mkdir()
+    link = tmp_path / "pub.json"
+    link.symlink_to(victim)  # dangling: os.path.exists() says False
+    keys = str(tmp_path / "keys.json")
+    assert main(["keys", "init", "-o", keys, "--public-output", str(link)]) == 1, "a dangling link counts as existing"
+    assert not victim.exists() and not os.path.lexists(keys)
+    assert main(["keys", "init", "-o", keys, "--public-output", str(link), "--force"]) == 0
+    assert not victim.exists(), "never written through the planted link"
+    assert not link.is_symlink() and '"keys"' in link.read_text()
+    assert mode(link) == 0o644 and mode(Path(keys)) == 0o600
+
+
+def test_the_clis_idp_calls_have_a_total_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A discovery or token endpoint dripping one byte at a time ends the command at the deadline."""
+    from openfaas_iam import oidc_client as oc
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def drip() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+            for _ in range(40):
+                if stop.wait(0.2):
+                    break
+                with contextlib.suppress(OSError):
+                    conn.sendall(b" ")
+            conn.close()
+
+    threading.Thread(target=drip, daemon=True).start()
+    monkeypatch.setattr(oc, "CALL_DEADLINE", 1.0)
+    try:
+        for call in (
+            lambda: oc.discover(f"http://127.0.0.1:{port}", oc._session()),
+            lambda: oc._post_token(oc._session(), f"http://127.0.0.1:{port}/token", {}, None, "the token endpoint"),
+        ):
+            start = time.monotonic()
+            with pytest.raises(AuthFlowError, match="did not answer within 1s"):
+                call()
+            assert time.monotonic() - start < 2
+    finally:
+        stop.set()
+        listener.close()
