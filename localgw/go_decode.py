@@ -30,18 +30,26 @@ def fold_equal(a: str, b: str) -> bool:
     return True
 
 
+class _Object(dict[str, Any]):
+    """A JSON object as Go sees a map (the last of a repeated key wins), keeping its pairs for struct matching."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        self.pairs = pairs
+
+
 def unmarshal(raw: bytes, fields: tuple[str, ...]) -> dict[str, Any]:
     """json.Unmarshal into a struct with these JSON field names; ValueError when Go would refuse the body."""
     if not raw.strip():
         return {}
-    pairs = json.loads(raw, object_pairs_hook=list)
-    if not isinstance(pairs, list):
+    doc = json.loads(raw, object_pairs_hook=_Object)
+    if not isinstance(doc, _Object):
         raise ValueError("json: cannot unmarshal into a struct")
     out: dict[str, Any] = {}
-    for key, value in pairs:
+    for key, value in doc.pairs:
         field = next((f for f in fields if f == key), None) or next((f for f in fields if fold_equal(f, key)), None)
         if field is not None:
-            out[field] = dict(value) if isinstance(value, list) and value and isinstance(value[0], tuple) else value
+            out[field] = dict(value) if isinstance(value, dict) else value
     return out
 
 

@@ -449,6 +449,9 @@ class LocalGateway:
         ]
         if self.signin_origin:
             lines.append(f"  sign-in     {self.signin_origin}/  (iam-token's page, on its own origin)")
+        counts = {len(group) for group in self.replicas.values()}
+        if counts == {1} and any(_min_replicas(fn) > 1 for fn, _, _ in self.contexts.values()):
+            lines.append("  replicas    one of each (set REDIS_URL to run stack.yml's com.openfaas.scale.min)")
         if self.authz_port:
             lines.append(
                 f"  proxy       http://127.0.0.1:{self.authz_port}  (iam-authz at a host root: faas-cli --gateway)"
@@ -507,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
             cron=not args.no_cron,
             signin_port=args.signin_port or None,
             authz_port=args.authz_port or None,
+            # Replicas share sessions, leases and keys through Redis: without it, one of each.
+            replicas=None if os.environ.get("REDIS_URL") else 1,
         )
         gw.start()
     except (StackError, RuntimeError, OSError) as e:

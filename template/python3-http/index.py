@@ -30,8 +30,26 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, abort, request
-from werkzeug.exceptions import HTTPException
+
+def _bind_early() -> socket.socket:
+    """Listen before Flask and the handler load (most of the start-up time).
+
+    On CE, faas-netes probes the watchdog's `/_/health`, which turns healthy when the child
+    is forked, not when it listens; a request in that gap met a refused connection and an
+    empty 500. Bound first, the port queues such requests until waitress serves them.
+    """
+    upstream = urlsplit(os.getenv("upstream_url", "http://127.0.0.1:5000"))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((upstream.hostname or "127.0.0.1", upstream.port or 5000))
+    sock.listen(1024)
+    return sock
+
+
+EARLY_SOCKET = _bind_early() if __name__ == "__main__" else None
+
+from flask import Flask, Response, abort, request  # noqa: E402
+from werkzeug.exceptions import HTTPException  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FUNCTION_DIR = os.path.join(HERE, "function")
@@ -304,10 +322,10 @@ def main() -> None:
     logging.basicConfig(level=os.getenv("log_level", "INFO").upper(), format="%(message)s", stream=sys.stderr)
     upstream = urlsplit(os.getenv("upstream_url", "http://127.0.0.1:5000"))
     host, port = upstream.hostname or "127.0.0.1", upstream.port or 5000
+    sockets = {"sockets": [EARLY_SOCKET]} if EARLY_SOCKET is not None else {"host": host, "port": port}
     server = create_server(
         create_app(),
-        host=host,
-        port=port,
+        **sockets,
         threads=int(os.getenv("threads", "8")),
         max_request_body_size=int(os.getenv("max_request_bytes", str(1024 * 1024))) + 1024,
         channel_timeout=int(os.getenv("channel_timeout", "60")),
@@ -316,7 +334,7 @@ def main() -> None:
         clear_untrusted_proxy_headers=False,
     )
     drain_on_sigterm(server)
-    # The socket is bound: from here `ready_path` (/_/ready) answers, so the watchdog's health is true.
+    # From here `ready_path` (/_/ready) answers 200: the watchdog's own /_/ready says "ready" only now.
     server.print_listen("Serving on http://{}:{}")
     server.run()
 

@@ -8,6 +8,7 @@ bundle's secrets cannot be replaced. Mounts update late, as the kubelet's do.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from localgw.local_secrets import SecretMounts, ensure_defaults, project
+from localgw.provider import Provider
 from localgw.stack import Function, StackError, load_stack
 from openfaas_iam.custody import SECRET_READERS, may_mount
 from openfaas_iam.keyset import parse_keyset, parse_public_keys
@@ -91,29 +93,47 @@ def test_the_local_provider_refuses_the_private_keyset_to_other_functions(store:
     assert "PRIVATE" not in (mount / "iam-public-keys").read_text()
 
 
+def _api(provider: Provider, method: str, body: dict | None = None, auth: tuple[str, str] | None = None):
+    """One /system/secrets call on the local provider, as the gateway routes it."""
+    raw = json.dumps(body).encode() if body is not None else b""
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": "/system/secrets",
+        "QUERY_STRING": "",
+        "CONTENT_LENGTH": str(len(raw)),
+        "wsgi.input": io.BytesIO(raw),
+    }
+    if auth:
+        environ["HTTP_AUTHORIZATION"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    status: list[str] = []
+    out = b"".join(provider(environ, lambda s, h: status.append(s)))
+    return int(status[0].split()[0]), out
+
+
 def test_local_mounts_update_late(store: Path, tmp_path: Path) -> None:
     mounts = SecretMounts(store, sync_delay=30)
+    provider = Provider(mounts.admin, secrets=mounts)
+    admin = mounts.admin()
     mounts.add(fn("iam-token", "iam-signing-keys", "iam-public-keys"), tmp_path / "m")
     before = (tmp_path / "m" / "iam-public-keys").read_text()
-    assert mounts.write("iam-public-keys", b'{"generation": 7, "keys": []}', create=False) == 202
+    new = {"name": "iam-public-keys", "value": '{"generation": 7, "keys": []}'}
+    assert _api(provider, "PUT", new, admin)[0] == 202
     assert mounts.sync_once() == 0 and (tmp_path / "m" / "iam-public-keys").read_text() == before, "not yet"
     assert mounts.sync_once(now=time.time() + 31) == 1
     assert parse_public_keys((tmp_path / "m" / "iam-public-keys").read_bytes()).generation == 7
-    assert mounts.write("nope", b"x", create=False) == 404, "PUT never creates"
-    assert mounts.write("iam-public-keys", b"x", create=True) == 409, "POST never replaces"
+    assert _api(provider, "PUT", {"name": "nope", "value": "x"}, admin)[0] == 404, "PUT never creates"
+    assert _api(provider, "POST", {"name": "iam-public-keys", "value": "x"}, admin)[0] == 409, "POST never replaces"
 
 
 def test_local_secrets_api_needs_the_admin_and_never_returns_a_value(store: Path) -> None:
     mounts = SecretMounts(store)
-    user = (store / "basic-auth" / "basic-auth-user").read_text()
-    password = (store / "basic-auth" / "basic-auth-password").read_text()
-    good = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-    assert mounts.authorized(good)
-    assert not mounts.authorized("Basic " + base64.b64encode(f"{user}:guess".encode()).decode())
-    assert not mounts.authorized(None)
-    status, listing = mounts.handle("GET", b"", "openfaas-fn")
-    assert status == 200 and "iam-signing-keys" in {s["name"] for s in listing}
-    assert "PRIVATE KEY" not in json.dumps(listing)
+    provider = Provider(mounts.admin, secrets=mounts)
+    user, password = mounts.admin()
+    assert _api(provider, "GET", auth=(user, "guess"))[0] == 401
+    assert _api(provider, "GET")[0] == 401
+    status, listing = _api(provider, "GET", auth=(user, password))
+    assert status == 200 and "iam-signing-keys" in {s["name"] for s in json.loads(listing)}
+    assert b"PRIVATE KEY" not in listing
     keyset = parse_keyset((store / "iam-signing-keys" / "iam-signing-keys").read_bytes())
     assert parse_public_keys((store / "iam-public-keys" / "iam-public-keys").read_bytes()).kids == {
         k.kid for k in keyset.keys
