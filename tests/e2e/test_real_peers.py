@@ -102,8 +102,13 @@ def bundle(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator
         tmp,
         stack=make_project(tmp, TEAM_FN),
         iam_config=tmp / "iam.json",
-        env={"REDIS_URL": redis_url},
-        function_env={"redis_prefix": f"peers-{uuid.uuid4().hex[:6]}:"},
+        env={"REDIS_URL": redis_url, "LOCAL_SECRET_SYNC_DELAY": "0.3"},
+        function_env={
+            "redis_prefix": f"peers-{uuid.uuid4().hex[:6]}:",
+            # keys rotate within seconds here (the late mount + the functions' once-a-second stat)
+            "mount_sync_allowance": "1.5",
+            "own_jwks_max_age": "0",
+        },
         authz_port=free_port(),
         replicas=None,  # as make run with Redis: stack.yml's com.openfaas.scale.min
     )
@@ -406,6 +411,30 @@ def test_a_function_under_the_real_watchdog(bundle: Bundle, tmp_path: Path) -> N
         assert api.status_code == 403 and api.text.strip() == "insufficient permissions"
         claims = jwt.decode(fn_token, options={"verify_signature": False})
         assert claims["function"]["permissions"] == ["openfaas-fn:team-a-echo"]
+        # Two rotations of the bundle's keys: tokens signed by each new key keep opening the function
+        # (the template re-reads the JWKS on an unknown kid; the real watchdog's own jwt_auth does not).
+        kids = {jwt.get_unverified_header(fn_token)["kid"]}
+        for _ in range(2):
+            deadline = time.monotonic() + 30
+            while True:
+                r = requests.post(f"{bundle.base}/function/iam-rotate/?force=true", auth=bundle.admin, timeout=10)
+                if r.status_code == 200 and r.json().get("rotated"):
+                    break
+                assert time.monotonic() < deadline, r.text
+                time.sleep(0.5)
+            deadline = time.monotonic() + 30
+            while True:
+                token = bundle.token(scope="function", audience="openfaas-fn:team-a-echo")
+                kid = jwt.get_unverified_header(token)["kid"]
+                got = requests.get(
+                    f"http://127.0.0.1:{port}/", headers={"Authorization": f"Bearer {token}"}, timeout=10
+                )
+                if kid not in kids and got.status_code == 200:
+                    kids.add(kid)
+                    break
+                assert time.monotonic() < deadline, (kid, kids, got.status_code, got.text)
+                time.sleep(0.5)
+        assert len(kids) == 3
         # SIGTERM: an in-flight request finishes (the template drains through the watchdog's window).
         result: dict[str, Any] = {}
 

@@ -30,3 +30,17 @@ def test_signin_ingress_routes_its_own_host_to_iam_token_only() -> None:
     (rule,) = ingress["spec"]["rules"]
     assert rule["host"] == "iam.example.com" and ingress["spec"]["tls"][0]["hosts"] == [rule["host"]]
     assert [p["backend"]["service"]["name"] for p in rule["http"]["paths"]] == ["iam-token"]
+
+
+def test_authz_ingress_routes_its_own_host_to_iam_authz_and_asks_for_streams() -> None:
+    ingress, route = list(yaml.safe_load_all((ROOT / "deploy" / "authz-ingress.yaml").read_text()))
+    (rule,) = ingress["spec"]["rules"]
+    assert [p["path"] for p in rule["http"]["paths"]] == ["/"], "a host root: faas-cli's namespace calls drop paths"
+    assert [p["backend"]["service"]["name"] for p in rule["http"]["paths"]] == ["iam-authz"]
+    assert (
+        "application/x-ndjson"
+        in ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/configuration-snippet"]
+    )
+    modifier = route["spec"]["rules"][0]["filters"][0]["requestHeaderModifier"]["set"]
+    assert {"name": "Accept", "value": "application/x-ndjson"} in modifier
+    assert route["spec"]["rules"][0]["backendRefs"][0]["name"] == "iam-authz"
