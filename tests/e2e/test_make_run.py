@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
 import requests
+from conftest import ROOT, free_port
 
 
 def test_all_functions_start_and_discovery_names_the_issuer(local_gateway) -> None:
@@ -26,3 +34,73 @@ def test_issuer_url_is_configurable(local_gateway) -> None:
         f"http://127.0.0.1:{gw.port}/function/iam-discovery/.well-known/openid-configuration", timeout=10
     )
     assert doc.json()["issuer"] == "https://gateway.example.com/function/iam-discovery"
+
+
+def _children_of(pid: int) -> list[int]:
+    """Every process whose parent is `pid` (from /proc, so no tool is needed)."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                kids.append(int(entry))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP", "SIGKILL"])
+def test_no_process_is_left_behind_whatever_stops_make_run(tmp_path, sig: str) -> None:
+    """`make run` stopped by any signal, even one it cannot handle (SIGKILL), leaves no function running."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "localgw.main",
+            "--port",
+            str(port),
+            "--signin-port",
+            "0",
+            "--authz-port",
+            "0",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--build-dir",
+            str(tmp_path / "build"),
+            "--no-cron",
+        ],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "REDIS_URL"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        children: list[int] = []
+        while time.monotonic() < deadline and len(children) < 4:
+            children = _children_of(proc.pid)
+            time.sleep(0.2)
+        assert len(children) == 4, f"one process per function: {children}"
+        requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        proc.send_signal(getattr(signal, sig))
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_alive(c) for c in children):
+            time.sleep(0.1)
+        assert not any(_alive(c) for c in children), f"left behind after {sig}: {[c for c in children if _alive(c)]}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
