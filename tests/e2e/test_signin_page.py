@@ -40,6 +40,22 @@ HOSTILE = """
 """
 
 
+def _transient() -> tuple[type[Exception], ...]:
+    """Errors a navigation can cause between finding an element and reading it (not failures)."""
+    try:
+        from selenium.common.exceptions import (
+            NoSuchElementException,
+            StaleElementReferenceException,
+            WebDriverException,
+        )
+    except ImportError:  # pragma: no cover - the browser tests skip without selenium
+        return ()
+    return (NoSuchElementException, StaleElementReferenceException, WebDriverException)
+
+
+TRANSIENT = _transient()
+
+
 def docs(iss: str) -> list[dict[str, Any]]:
     def obj(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         return {"apiVersion": "iam.openfaas.com/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}
@@ -145,7 +161,7 @@ def test_sign_in_see_copy_use_and_sign_out(env: Env, browser, tmp_path: Path) ->
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, 20)
+    wait = WebDriverWait(browser, 20, ignored_exceptions=TRANSIENT)
     browser.get(env.page + "/")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in to OpenFaaS"
     browser.find_element(By.LINK_TEXT, "Sign in").click()
@@ -316,7 +332,7 @@ def sign_in_in_browser(browser, env: Env, login: str) -> str:
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, 20)
+    wait = WebDriverWait(browser, 20, ignored_exceptions=TRANSIENT)
     browser.get(env.page + "/login")
     wait.until(ec.presence_of_element_located((By.NAME, "login"))).send_keys(login)
     browser.find_element(By.NAME, "password").send_keys("any password")
@@ -373,7 +389,9 @@ def test_a_hostile_function_cannot_read_the_token_or_plant_a_session(env: Env, b
     # Signed out, with the attacker's cookies planted on the shared origin: still nobody signed in.
     browser.get(env.page + "/logout")
     browser.find_element(By.XPATH, "//button[normalize-space()='Sign out']").click()
-    WebDriverWait(browser, 20).until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "You are signed out"))
+    WebDriverWait(browser, 20, ignored_exceptions=TRANSIENT).until(
+        ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "You are signed out")
+    )
     browser.get(f"{env.base}/function/evil/?" + urlencode({"origin": env.page, "plant": planted}))
     WebDriverWait(browser, 40).until(lambda d: d.find_element(By.ID, "out").text)
     assert token not in browser.find_element(By.ID, "out").text
