@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .audit import rfc3339_nano
@@ -81,22 +81,31 @@ class Authorizer:
             raise Unauthenticated("invalid basic credentials")
         return Principal({"sub": given[0], "name": "gateway admin (basic auth)"}, admin=True)
 
-    def decide(self, principal: Principal, action: str, resource: str) -> Decision:
+    def decide(self, principal: Principal, action: str, resource: str, *, shadow: bool = False) -> Decision:
+        """The enforced decision; `shadow` also counts report-only Policies (what would be decided)."""
         if principal.admin:
             return Decision(True, action, resource, Matched("admin", "basic-auth", "Allow"), "admin credentials")
         exact_only = self.protection.protects(action, resource)
-        return policy_index(self.config()).decide(
-            principal.policies, action, resource, principal.claims, exact_only=exact_only
-        )
+        index = policy_index(self.config())
+        policies = principal.policies
+        if not shadow and index.report_only:
+            policies = [p for p in policies if p not in index.report_only]
+        return index.decide(policies, action, resource, principal.claims, exact_only=exact_only)
 
-    def decide_call(self, principal: Principal, call: ApiCall) -> Decision:
-        """Every permission the call needs (its own, each mounted secret, scaling labels) must hold.
+    def decide_with_shadow(self, principal: Principal, action: str, resource: str) -> Decision:
+        """For the decision API: the enforced answer, with `would_deny` from report-only Policies."""
+        enforced = self.decide(principal, action, resource)
+        shadow = enforced.allowed and not principal.admin
+        if shadow and policy_index(self.config()).report_only & set(principal.policies):
+            shadowed = self.decide(principal, action, resource, shadow=True)
+            if not shadowed.allowed:
+                return replace(enforced, would_deny=shadowed.reason)
+        return enforced
 
-        The first refusal is the answer, naming the permission that failed and why it was asked.
-        """
+    def _decide_checks(self, principal: Principal, call: ApiCall, shadow: bool) -> Decision:
         first: Decision | None = None
         for check in call.all_checks:
-            d = self.decide(principal, check.action, check.resource)
+            d = self.decide(principal, check.action, check.resource, shadow=shadow)
             if not d.allowed:
                 if first is None:
                     return d
@@ -104,6 +113,28 @@ class Authorizer:
             first = first or d
         assert first is not None
         return first
+
+    def decide_call(self, principal: Principal, call: ApiCall, *, report_only: bool = False) -> Decision:
+        """Every permission the call needs (its own, each mounted secret, scaling labels) must hold.
+
+        The first refusal is the answer, naming the permission that failed and why it was asked.
+        Report-only (a Policy annotated so, or the whole proxy with `report_only`): the call
+        proceeds and `would_deny` says what would have refused it. Never for the bundle's own
+        functions and secrets: those checks are always enforced.
+        """
+        enforced = self._decide_checks(principal, call, shadow=False)
+        protected = any(self.protection.protects(c.action, c.resource) for c in call.all_checks)
+        if not enforced.allowed:
+            if report_only and not protected and not principal.admin:
+                return replace(
+                    enforced, allowed=True, would_deny=enforced.reason, reason="report-only: " + enforced.reason
+                )
+            return enforced
+        if not principal.admin and policy_index(self.config()).report_only & set(principal.policies):
+            shadowed = self._decide_checks(principal, call, shadow=True)
+            if not shadowed.allowed:
+                return replace(enforced, would_deny=shadowed.reason)
+        return enforced
 
     def visible_namespaces(self, principal: Principal, namespaces: list[str]) -> list[str]:
         if principal.admin:

@@ -11,6 +11,7 @@ import difflib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -340,6 +341,20 @@ def _role(d: _Doc, name: str, ns: str, spec: dict[str, Any]) -> Role | None:
     return Role(name, ns, policies, MappingProxyType(principal), condition)
 
 
+REPORT_ONLY = "iam.openfaas.com/report-only"
+
+
+def _report_only(d: _Doc, policy: Policy, annotations: Any) -> Policy:
+    """A Policy tried against real traffic before it is enforced (see docs/policies.md)."""
+    if not isinstance(annotations, dict) or REPORT_ONLY not in annotations:
+        return policy
+    value = annotations[REPORT_ONLY]
+    if value not in ("true", "false"):
+        d.error(f"metadata.annotations[{REPORT_ONLY!r}]", f'expected "true" or "false", got {value!r}')
+        return policy
+    return replace(policy, report_only=value == "true")
+
+
 def parse_objects(
     docs: list[tuple[int, Any]], source: str, problems: list[Problem], invalid: set[tuple[str, str]] | None = None
 ) -> list[tuple[_Doc, Any]]:
@@ -392,6 +407,8 @@ def parse_objects(
         _unknown_fields(d, spec, _SPEC_FIELDS[kind], "spec")
         builder = {"JwtIssuer": _issuer, "Policy": _policy, "Role": _role}[kind]
         obj = builder(d, name, ns, spec)
+        if isinstance(obj, Policy):
+            obj = _report_only(d, obj, meta.get("annotations"))
         if obj is not None and len(problems) == before:
             out.append((d, obj))
         elif invalid is not None:
@@ -480,13 +497,23 @@ def read_source(path: str | Path) -> tuple[str, str]:
 
 
 def load_paths(paths: Iterable[str | Path]) -> IamConfig:
-    """Load one or more files (or folders of *.yaml/*.yml/*.json) into one config."""
+    """Load one or more files (or folders of *.yaml/*.yml/*.json) into one config.
+
+    In a folder, policy test files (`*.test.yaml`, see `openfaas-iam test`) sit next to the
+    documents they test and are not IAM documents: they are skipped.
+    """
     texts: list[tuple[str, str]] = []
     problems: list[Problem] = []
     for path in paths:
         p = Path(path)
         files = (
-            sorted(f for f in p.iterdir() if f.suffix in (".yaml", ".yml", ".json") and not f.name.startswith("."))
+            sorted(
+                f
+                for f in p.iterdir()
+                if f.suffix in (".yaml", ".yml", ".json")
+                and not f.name.startswith(".")
+                and not f.name.endswith((".test.yaml", ".test.yml", ".test.json"))
+            )
             if p.is_dir()
             else [p]
         )

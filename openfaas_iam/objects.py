@@ -50,6 +50,9 @@ class Policy:
     name: str
     namespace: str
     statements: tuple[Statement, ...]
+    # metadata.annotations["iam.openfaas.com/report-only"] == "true": decided and audited as
+    # "would deny", never enforced (an annotation, so the same YAML still loads in OpenFaaS for Enterprises).
+    report_only: bool = False
 
 
 @dataclass(frozen=True)

@@ -46,15 +46,20 @@ class Decision:
     resource: str
     matched: Matched | None
     reason: str
+    # Report-only: the call proceeds, and this says what would have denied it once enforced.
+    would_deny: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "allowed": self.allowed,
             "action": self.action,
             "resource": self.resource,
             "matched": self.matched.to_json() if self.matched else None,
             "reason": self.reason,
         }
+        if self.would_deny:
+            out["would_deny"] = self.would_deny
+        return out
 
 
 class _Part:
@@ -182,6 +187,8 @@ def split_resource(resource: str) -> tuple[str, str]:
 
 class PolicyIndex:
     def __init__(self, config: IamConfig) -> None:
+        # Policies tried in report-only mode: never enforced, decided in the shadow (see authz.py).
+        self.report_only = frozenset(p.name for p in config.policies if p.report_only)
         # policy name -> concrete action -> statements (Deny and Allow together, in order)
         self.by_policy: dict[str, dict[str, list[CompiledStatement]]] = {}
         self.statements: dict[str, list[CompiledStatement]] = {}

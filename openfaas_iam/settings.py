@@ -51,6 +51,8 @@ class Settings:
     service_account_dir: str = "/var/run/secrets/kubernetes.io/serviceaccount"
     gateway_url: str = "http://gateway.openfaas:8080"
     proxy_read_timeout: float = 300.0
+    report_only: bool = False  # the whole proxy: decide and audit "would deny", forward anyway
+    report_only_until: str = ""  # RFC 3339: report-only ends then (empty: until turned off)
     max_streams_per_subject: int = 2  # open log streams per caller per replica
     max_streams: int = 4  # per replica; keep it under the template's `threads` (8) so unary calls find a worker
     bundle_namespace: str = "openfaas-fn"  # where the bundle's functions and secrets live
@@ -114,6 +116,8 @@ class Settings:
             service_account_dir=get("service_account_dir", "/var/run/secrets/kubernetes.io/serviceaccount"),
             gateway_url=get("gateway_url", "http://gateway.openfaas:8080"),
             proxy_read_timeout=float(get("proxy_read_timeout", "300")),
+            report_only=_bool(env.get("report_only")),
+            report_only_until=get("report_only_until"),
             max_streams_per_subject=int(get("max_streams_per_subject", "2")),
             max_streams=int(get("max_streams", str(max(1, int(get("threads", "8")) // 2)))),
             bundle_namespace=get("bundle_namespace", "openfaas-fn"),
@@ -134,6 +138,20 @@ class Settings:
             signin_origin=get("signin_origin"),
             sso_scopes=get("sso_scopes", "openid email profile groups"),
         )
+
+    def report_only_now(self, now: float) -> bool:
+        """Whether the proxy-wide report-only period is on at `now` (an unreadable end date ends it)."""
+        if not self.report_only:
+            return False
+        if not self.report_only_until:
+            return True
+        from datetime import datetime
+
+        try:
+            until = datetime.fromisoformat(self.report_only_until.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return False
+        return now < until
 
     def secret_path(self, key: str) -> str:
         """Where a secret key is mounted: `/var/openfaas/secrets/<key>` in a cluster."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 from openfaas_iam import json_codec
 from openfaas_iam.audit import AuditLog, RedisStreamSink, WebhookSink, api_event
@@ -83,7 +84,10 @@ def authorize(event):
             where = f"check {i}" if isinstance(doc, list) else "the body"
             return error(400, "invalid_request", f'{where} needs string fields "action" and "resource"')
     try:
-        results = [decision_json(authorizer.decide(principal, c["action"], c["resource"]), principal) for c in checks]
+        results = [
+            decision_json(authorizer.decide_with_shadow(principal, c["action"], c["resource"]), principal)
+            for c in checks
+        ]
     except Unavailable as e:
         return not_ready(e)
     return json_response(200, results if isinstance(doc, list) else results[0])
@@ -141,7 +145,7 @@ def proxy(event):
         refused(principal, event, 400, "the request could not be read")
         return error(400, "invalid_request", "the request could not be read; it is not forwarded")
     try:
-        decision = authorizer.decide_call(principal, call)
+        decision = authorizer.decide_call(principal, call, report_only=s.report_only_now(time.time()))
     except Unavailable as e:
         refused(principal, event, 503, "configuration not loaded", call, decision="")
         return not_ready(e)
@@ -163,6 +167,9 @@ def proxy(event):
         except OverLimit as e:
             refused(principal, event, 429, str(e), call)
             return error(429, "too_many_requests", str(e), {"Retry-After": str(e.retry_after)})
+    if decision.would_deny:
+        # Report-only: the call proceeds; the audit and the metric say what enforcing would have refused.
+        rt.metrics.inc("openfaas_iam_would_deny_total", action=decision.action)
     forwarded = False
     try:
         fwd = gateway.forward(event.method, call.path, call.query, call.body, event.headers)
@@ -176,9 +183,10 @@ def proxy(event):
                 fwd.status,
                 namespace=call.namespace,
                 name=call.name,
-                decision="allow",
-                reason=decision.reason,
-            )
+                decision="would_deny" if decision.would_deny else "allow",
+                reason=decision.would_deny or decision.reason,
+            ),
+            denied=bool(decision.would_deny),  # logged whatever the verb, like a denial
         )
         if call.filter_namespaces and fwd.status == 200:
             names = json_codec.loads(fwd.read(4 * 1024 * 1024))

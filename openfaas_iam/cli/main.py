@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import auth, keys, lint, simulate
+from . import auth, diff, keys, lint, policy_test, simulate, who_can
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
     lint.register(sub)
     keys.register(sub)
     simulate.register(sub)
+    who_can.register(sub)
+    diff.register(sub)
+    policy_test.register(sub)
     auth.register(sub)
     return parser
 
@@ -25,7 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.run(args) or 0)
+    try:
+        return int(args.run(args) or 0)
+    except BrokenPipeError:  # `... | head`: the reader has what it wanted
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

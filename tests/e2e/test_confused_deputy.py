@@ -65,6 +65,11 @@ def docs(iss: str) -> list[dict[str, Any]]:
         # An exact grant on one of the bundle's functions is the one way through (besides admin).
         obj("Policy", "authz-updater", {"statement": [st("exact", ["Function:Update"], ["openfaas-fn:iam-authz"])]}),
         obj("Policy", "reader", {"statement": [st("read", ["Function:List", "Function:Logs"], ["openfaas-fn:*"])]}),
+        {
+            **obj("Policy", "trial-no-deletes", {"statement": [st("nd", ["Function:Delete"], ["dev:*"], "Deny")]}),
+            "metadata": {"name": "trial-no-deletes", "annotations": {"iam.openfaas.com/report-only": "true"}},
+        },
+        role("trial", ["dev-only", "trial-no-deletes"]),
         role("dev-user", ["dev-only"]),
         role("fn-admin", ["fn-admin"]),
         role("deployer", ["deploy-only"]),
@@ -736,7 +741,7 @@ def test_status_is_for_operators_only(env: Env) -> None:
     r = requests.get(f"{env.authz}/status", headers={"Authorization": env.auth("admin")}, timeout=10)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["ready"] is True and body["config"]["loaded"]["roles"] == 7 and body["config"]["problems"] is None
+    assert body["ready"] is True and body["config"]["loaded"]["roles"] == 8 and body["config"]["problems"] is None
 
 
 def test_not_ready_tells_anonymous_callers_nothing_of_the_configuration(tmp_path: Any, redis_url: str) -> None:
@@ -774,3 +779,36 @@ def test_not_ready_tells_anonymous_callers_nothing_of_the_configuration(tmp_path
         assert status.json()["ready"] is False and "Function:Lgos" in status.json()["config"]["problems"]
     finally:
         gw.stop()
+
+
+def test_a_report_only_policy_lets_the_call_through_and_audits_would_deny(
+    env: Env, capfd: pytest.CaptureFixture[str]
+) -> None:
+    prepare(env, "DELETE", "/system/functions", "dev", "x")
+    before = len(env.standin.requests)
+    r = requests.delete(
+        f"{env.authz}/system/functions",
+        data=raw(functionName="x", namespace="dev"),
+        headers={"Authorization": env.auth("trial")},
+        timeout=15,
+    )
+    assert r.status_code == 202, r.text
+    assert env.standin.requests[before:][0]["target"] == ("dev", "x"), "forwarded: the policy only reports"
+    deadline = time.monotonic() + 5
+    events: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not events:
+        out = capfd.readouterr().out
+        events = [
+            json.loads(line.split("] ", 1)[1])
+            for line in out.splitlines()
+            if line.startswith("[iam-authz] {") and '"would_deny"' in line
+        ]
+        time.sleep(0.1)
+    assert events and events[0]["decision"] == "would_deny" and "trial-no-deletes" in events[0]["reason"]
+    decision = requests.post(
+        f"{env.authz}/authorize",
+        json={"action": "Function:Delete", "resource": "dev:x"},
+        headers={"Authorization": env.auth("trial")},
+        timeout=15,
+    ).json()
+    assert decision["allowed"] is True and "trial-no-deletes" in decision["would_deny"]
