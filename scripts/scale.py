@@ -379,9 +379,27 @@ def cron(stack: Stack, stop: threading.Event, every: float, seen: list[str], sta
     """cron-connector's schedule for iam-discovery, compressed from 5 minutes to `every` seconds."""
     while not stop.wait(every):
         try:
-            seen.append(f"{time.monotonic() - started:.1f} s {prefetch(stack)}")
+            seen.append(f"{time.monotonic() - started:5.1f} s  {prefetch(stack)}")
         except requests.RequestException as e:
-            seen.append(f"{time.monotonic() - started:.1f} s cron prefetch failed: {e}")
+            seen.append(f"{time.monotonic() - started:5.1f} s  cron prefetch failed: {e}")
+        log("  " + seen[-1])  # when the shared entry was last refreshed explains an unknown-kid failure
+
+
+class RedisCommands:
+    """Commands Redis processed in each phase; a restart resets its counter, so a drop starts afresh."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.server = server
+        self.last = server.commands()
+        self.phases: dict[str, int] = {}
+
+    def mark(self, phase: str) -> None:
+        try:
+            now = self.server.commands()
+        except redis.RedisError:
+            return  # down right now: counted at the next mark
+        self.phases[phase] = self.phases.get(phase, 0) + (now - self.last if now >= self.last else now) - 1
+        self.last = now
 
 
 @dataclass
@@ -431,6 +449,7 @@ def scale_run(args: argparse.Namespace) -> int:
         prefetches: list[str] = []
         crons = threading.Thread(target=cron, args=(stack, stop, args.cron_every, prefetches, started))
         fetches: list[tuple[str, int]] = [("start", 0)]  # the IdP counts from its own start
+        commands = RedisCommands(stack.redis)
         event_log: list[str] = []
         calls: dict[str, Callable[[], requests.Response]] = {
             "exchange": load.exchange,
@@ -462,6 +481,7 @@ def scale_run(args: argparse.Namespace) -> int:
                         if not ev.done and i >= ev.at * total:
                             ev.done = True
                             fetches.append((load.phase, stack.idp.stats()["jwks"]))
+                            commands.mark(load.phase)
                             load.phase = ev.phase
 
                             # Off the schedule's thread: a slow step must not hold the load back.
@@ -485,7 +505,8 @@ def scale_run(args: argparse.Namespace) -> int:
                 crons.join()
         elapsed = time.monotonic() - started
         fetches.append((load.phase, stack.idp.stats()["jwks"]))
-    return report(args, load.tally, rotations, fetches, event_log, prefetches, elapsed, late / max(total, 1))
+        commands.mark(load.phase)
+    return report(args, load.tally, rotations, fetches, commands, event_log, prefetches, elapsed, late / max(total, 1))
 
 
 def report(
@@ -493,6 +514,7 @@ def report(
     tally: Tally,
     rotations: Rotations,
     fetches: list[tuple[str, int]],
+    commands: RedisCommands,
     event_log: list[str],
     prefetches: list[str],
     elapsed: float,
@@ -556,6 +578,8 @@ def report(
 - iam-discovery's cron prefetch every {args.cron_every:g} s: {len(prefetches)} runs, \
 {sum(1 for p in prefetches if "-> 200" in p)} answered 200.
 - IdP JWKS fetches: {jwks_total} in all (start-up and warm-up included); by phase: {", ".join(deltas)}.
+- Redis commands: {sum(commands.phases.values())} in all ({sum(commands.phases.values()) / max(sent, 1):.3f} per \
+request, background included); by phase: {", ".join(f"{k} {v}" for k, v in commands.phases.items())}.
 - Successful exchanges by the IdP key that signed the subject token: {kids or "none"}.
 """
     if by_kind:
