@@ -463,6 +463,7 @@ def scale_run(args: argparse.Namespace) -> int:
             f"load: {args.rate:g} req/s for {args.seconds:g} s ({total} requests); "
             f"own keys forced every {args.rotate_every:g} s"
         )
+        cpu_start = {name: cpu_seconds(pid) for name, pid in pids.items()}
         started = load.started = time.monotonic()
         rotator.start()
         if args.cron_every > 0:
@@ -506,7 +507,10 @@ def scale_run(args: argparse.Namespace) -> int:
         elapsed = time.monotonic() - started
         fetches.append((load.phase, stack.idp.stats()["jwks"]))
         commands.mark(load.phase)
-    return report(args, load.tally, rotations, fetches, commands, event_log, prefetches, elapsed, late / max(total, 1))
+        cpu = {name: cpu_seconds(pid) - cpu_start[name] for name, pid in pids.items()}
+    return report(
+        args, load.tally, rotations, fetches, commands, event_log, prefetches, cpu, elapsed, late / max(total, 1)
+    )
 
 
 def report(
@@ -517,6 +521,7 @@ def report(
     commands: RedisCommands,
     event_log: list[str],
     prefetches: list[str],
+    cpu: dict[str, float],
     elapsed: float,
     late_share: float,
 ) -> int:
@@ -578,6 +583,10 @@ def report(
 - iam-discovery's cron prefetch every {args.cron_every:g} s: {len(prefetches)} runs, \
 {sum(1 for p in prefetches if "-> 200" in p)} answered 200.
 - IdP JWKS fetches: {jwks_total} in all (start-up and warm-up included); by phase: {", ".join(deltas)}.
+- CPU of the function processes: {sum(cpu.values()):.1f} s in all, \
+{sum(cpu.values()) / max(sent, 1) * 1000:.2f} ms per request (rotations and prefetches included); \
+iam-token {sum(v for k, v in cpu.items() if k.startswith("iam-token")):.1f} s, \
+iam-authz {sum(v for k, v in cpu.items() if k.startswith("iam-authz")):.1f} s.
 - Redis commands: {sum(commands.phases.values())} in all ({sum(commands.phases.values()) / max(sent, 1):.3f} per \
 request, background included); by phase: {", ".join(f"{k} {v}" for k, v in commands.phases.items())}.
 - Successful exchanges by the IdP key that signed the subject token: {kids or "none"}.
