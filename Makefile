@@ -8,7 +8,7 @@ IDP := tests/idp/node_modules/.package-lock.json
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run test unit lint format fuzz soak bench clean browser
+.PHONY: help run test unit lint format fuzz soak scale bench clean browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ fuzz: $(STAMP) $(IDP) ## 100,000+ generated requests against every function; wri
 
 soak: $(STAMP) $(IDP) ## fixed-rate mixed load on loopback (SOAK_SECONDS, SOAK_RATE); writes docs/reliability.md
 	@$(BIN)/python scripts/soak.py --seconds $${SOAK_SECONDS:-300} --rate $${SOAK_RATE:-60}
+
+scale: $(STAMP) $(IDP) ## 3+3 replicas under load, every key rotating, Redis restarted (SCALE_SECONDS, SCALE_RATE)
+	@$(BIN)/python scripts/scale.py --seconds $${SCALE_SECONDS:-60} --rate $${SCALE_RATE:-50} --write
 
 clean: ## remove the build contexts and local state (keeps .venv)
 	rm -rf build .local .pytest_cache

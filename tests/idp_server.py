@@ -159,7 +159,26 @@ class OidcProvider:
         self.admin("keys", {"keys": keys})
 
     def stats(self) -> dict[str, int]:
+        """Requests the provider has answered per endpoint: {"jwks": n, "discovery": n}."""
         return self.admin("stats")
+
+    # A key rotation as an IdP operator does it (Keycloak, Okta, Entra ID all follow it): the new
+    # key is published before it signs, and the old one stays published until its tokens expire.
+
+    def stage(self, key: dict[str, str]) -> None:
+        """Publish `key` in the JWKS without signing with it yet (appended: the first key signs)."""
+        self.set_keys([*self.keys, key])
+
+    def activate(self, kid: str) -> None:
+        """Sign with the published key `kid` from now on (moved first; the others stay published)."""
+        chosen = [k for k in self.keys if k["kid"] == kid]
+        if not chosen:
+            raise KeyError(f"key {kid} is not published: stage it first")
+        self.set_keys([*chosen, *(k for k in self.keys if k["kid"] != kid)])
+
+    def retire(self, kid: str) -> None:
+        """Stop publishing `kid`: tokens it signed no longer verify anywhere that refetches."""
+        self.set_keys([k for k in self.keys if k["kid"] != kid])
 
     def mint(
         self, claims: dict[str, Any], ttl: int = 600, client: str = "https://gateway.test", secret: str = "mint-secret"
