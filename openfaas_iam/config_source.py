@@ -42,9 +42,12 @@ def _load(path: str) -> IamConfig:
     return config
 
 
-def file_config_source(path: str, check_interval: float = 1.0) -> WatchedFile[IamConfig]:
-    """IAM objects from a mounted YAML/JSON file, re-read when it changes."""
-    return WatchedFile(path, _load, what="IAM configuration", check_interval=check_interval)
+def file_config_source(path: str, check_interval: float = 1.0, *, background: bool = False) -> WatchedFile[IamConfig]:
+    """IAM objects from a mounted YAML/JSON file, re-read when it changes.
+
+    `background` (the functions): a change is parsed off the request path (see WatchedFile).
+    """
+    return WatchedFile(path, _load, what="IAM configuration", check_interval=check_interval, background=background)
 
 
 class KubernetesConfigSource:
@@ -57,8 +60,13 @@ class KubernetesConfigSource:
         *,
         poll_interval: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        background: bool = False,
     ) -> None:
+        """`background` (the functions): polls and parses run in a thread while requests keep the
+        configuration in force; only the first load is waited for."""
         self.client = client
+        self.background = background
+        self._polling = False
         self.namespace = namespace
         self.poll_interval = poll_interval
         self.clock = clock
@@ -71,6 +79,16 @@ class KubernetesConfigSource:
 
     def get(self) -> IamConfig:
         now = self.clock()
+        if self.background and self._config is not None:
+            if now >= self._next and not self._polling and self._lock.acquire(blocking=False):
+                try:
+                    if now >= self._next and not self._polling:
+                        self._next = now + self.poll_interval
+                        self._polling = True
+                        threading.Thread(target=self._poll_in_background, daemon=True).start()
+                finally:
+                    self._lock.release()
+            return self._config
         if now >= self._next or self._config is None:  # first load: everyone waits for it
             with self._lock:
                 if now >= self._next:
@@ -79,6 +97,12 @@ class KubernetesConfigSource:
         if self._config is None:
             raise Unavailable(self.last_error or "no IAM configuration loaded from the Kubernetes API yet")
         return self._config
+
+    def _poll_in_background(self) -> None:
+        try:
+            self._poll()
+        finally:
+            self._polling = False
 
     def _poll(self) -> None:
         items: list[dict[str, Any]] = []
