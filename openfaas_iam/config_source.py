@@ -15,6 +15,8 @@ from typing import Any, Protocol
 from .errors import ConfigError, StoreError
 from .loading import load_mapping_documents, load_paths
 from .objects import IamConfig
+from .policy import policy_index
+from .roles import role_matcher
 from .stores.kubernetes import KubernetesClient
 from .watched_file import Unavailable, WatchedFile
 
@@ -30,8 +32,16 @@ class ConfigSource(Protocol):
     def get(self) -> IamConfig: ...
 
 
+def prepared(config: IamConfig) -> IamConfig:
+    """The configuration with its Role and Policy indexes built, so they are built by the loader
+    (in the background, before the swap) rather than by the first request that needs them."""
+    role_matcher(config)
+    policy_index(config)
+    return config
+
+
 def _load(path: str) -> IamConfig:
-    config = load_paths([path])
+    config = prepared(load_paths([path]))
     log.info(
         "loaded IAM configuration %s: %d issuers, %d policies, %d roles",
         path,
@@ -125,7 +135,7 @@ class KubernetesConfigSource:
         if tuple(versions) == self._versions and self._config is not None:
             return
         try:
-            config = load_mapping_documents(items, f"Kubernetes API namespace {self.namespace}")
+            config = prepared(load_mapping_documents(items, f"Kubernetes API namespace {self.namespace}"))
         except ConfigError as e:
             self.last_error = str(e)
             log.error(
