@@ -66,3 +66,27 @@ def test_a_bad_file_parsed_in_the_background_keeps_the_last_good(tmp_path: Path)
     source.get()
     source.wait()
     assert source.get() == "v3" and source.generation == 2
+
+
+def test_a_replaced_configuration_is_freed_without_the_cyclic_collector() -> None:
+    """`prepared` freezes the heap (gc.freeze): safe only while a configuration holds no reference cycles."""
+    import gc
+    import weakref
+
+    from openfaas_iam.config_source import prepared
+    from openfaas_iam.loading import load_paths
+    from openfaas_iam.policy import policy_index
+    from openfaas_iam.roles import role_matcher
+
+    root = Path(__file__).resolve().parents[2]
+    gc.disable()
+    try:
+        config = prepared(load_paths([root / "examples" / "iam.yaml"]))
+        role_matcher(config).policies({"sub": "alice", "iss": "https://x", "groups": ["dev"]})
+        policy_index(config).decide(["staging-rw"], "Function:Get", "staging:fn", {"sub": "fed:alice"})
+        ref = weakref.ref(config)
+        del config
+        assert ref() is None, "a reference cycle keeps a replaced configuration alive"
+    finally:
+        gc.enable()
+        gc.unfreeze()
