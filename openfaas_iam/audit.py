@@ -4,11 +4,15 @@ API operations use OpenFaaS's event format: `{"actor": {"sub", "name", "issuer",
 "fed_issuer"}, "path", "method", "actions", "response_code", "time"}`. Every event goes
 to the log; optionally to a capped Redis stream and to a webhook that receives
 batched JSON arrays signed like OpenFaaS's (`X-Openfaas-Signature-256`). Sinks other
-than the log run in the background and never block or fail a request.
+than the log run in the background and never block or fail a request; so, in the
+functions, does the log line itself (`LineWriter`): writing and flushing stdout cost
+iam-token 10% of its time per exchange (issue 16), and a slow log pipe must never hold
+a request. Lines lost because the queue was full are counted, and the count is logged.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import hmac
 import json
@@ -216,21 +220,97 @@ class WebhookSink:
         self._stop.set()
 
 
+class LineWriter:
+    """Log lines written by a background thread from a bounded queue: a request only enqueues.
+
+    When the queue is full (the log pipe is stuck) a line is dropped and counted, never
+    waited for; the writer logs how many were lost before the next line it writes, so a
+    gap in the audit trail is itself on the record. Lines still queued at exit are
+    written (`flush`, registered with atexit).
+    """
+
+    def __init__(self, stream: TextIO | None = None, max_queue: int = 10000, batch: int = 256) -> None:
+        self.stream = stream
+        self.batch = batch
+        self.queue: queue.Queue[str] = queue.Queue(maxsize=max_queue)
+        self.dropped = 0
+        self._reported = 0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="audit-log", daemon=True)
+        self._thread.start()
+        atexit.register(self.flush)
+
+    def write(self, line: str) -> None:
+        """Enqueue one line; never blocks (a full queue counts the line as lost)."""
+        try:
+            self.queue.put_nowait(line)
+        except queue.Full:
+            with self._lock:
+                self.dropped += 1
+
+    def _run(self) -> None:
+        while True:
+            lines = [self.queue.get()]
+            while len(lines) < self.batch:
+                try:
+                    lines.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            lost = self.dropped - self._reported
+            if lost:
+                self._reported += lost
+                lines.insert(0, dumps({"time": rfc3339_nano(), "event": "audit_lost", "lost": lost}).decode())
+                log.error("audit log: %d line(s) lost because the log could not keep up", lost)
+            try:
+                stream = self.stream or sys.stdout
+                stream.write("\n".join(lines) + "\n")
+                stream.flush()
+            except (OSError, ValueError):  # a closed stdout at exit: nothing left to write to
+                pass
+            finally:
+                for _ in range(len(lines) - (1 if lost else 0)):
+                    self.queue.task_done()
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until every queued line is written (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self.queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+
 class AuditLog:
-    """The log line always; the other sinks when configured."""
+    """The log line always; the other sinks when configured.
+
+    `background`: write the line from a `LineWriter` (the functions do); without it the
+    line is written before `emit` returns (the CLI, and tests reading their own output).
+    """
 
     def __init__(
-        self, stream: TextIO | None = None, sinks: list[Sink] | None = None, verbs: frozenset[str] | None = None
+        self,
+        stream: TextIO | None = None,
+        sinks: list[Sink] | None = None,
+        verbs: frozenset[str] | None = None,
+        *,
+        background: bool = False,
+        max_queue: int = 10000,
     ) -> None:
         self.stream = stream
         self.sinks = sinks or []
         self.verbs = verbs if verbs is not None else frozenset({"PUT", "POST", "DELETE"})
+        self.writer = LineWriter(stream, max_queue) if background else None
 
     def emit(self, event: dict[str, Any]) -> None:
         line = dumps(event).decode()
+        if self.writer is not None:
+            self.writer.write(line)
+            return
         stream = self.stream or sys.stdout
         stream.write(line + "\n")
         stream.flush()
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
 
     def api(self, event: dict[str, Any], *, denied: bool = False) -> None:
         """An API operation: logged when its verb is audited, and every denial whatever its verb."""

@@ -1,10 +1,14 @@
 """Issuer keys shared by every replica through Redis, with single-flight refresh.
 
 What this guards against (Vault's JWT auth taught most of it):
-- an IdP that rotated keys: an unknown `kid` triggers an immediate refetch;
+- an IdP that rotated keys: an unknown `kid` triggers an immediate refetch, and every
+  request that meets the new kid while that fetch is in flight (in this replica or in
+  another, seen by its "jwks-fetching" lock) waits for it, bounded, and is decided on the
+  fresh keys; adopting a peer's newer entry never takes the refetch slot;
 - a flood of random kids: unknown-kid refetches are throttled per issuer across all
   replicas (one per `refetch_interval`), and in each replica on its own (the floor a
-  planted throttle key cannot lower or stretch); concurrent ones coalesce into one fetch;
+  planted throttle key cannot lower or stretch); concurrent ones coalesce into one fetch,
+  and so do concurrent cold requests;
 - a removed key: each refresh replaces the issuer's key set whole;
 - an IdP that is down: stale keys keep verifying up to `max_stale`, then verification
   fails with the reason; a failing IdP is retried at most once per `refetch_interval`,
@@ -114,37 +118,48 @@ class JwksCache:
             self.metrics.inc("openfaas_iam_jwks_cache_hits_total", issuer=issuer.name)
             return found
         self.metrics.inc("openfaas_iam_jwks_cache_misses_total", issuer=issuer.name)
-        # Another replica may already have fetched the rotated keys.
-        shared = self._adopt_shared(issuer.iss)
-        if shared is not None and (found := shared.find(kid)) is not None:
+        # Another replica may already have fetched the rotated keys. Adopting them costs no refetch slot.
+        entry = self._adopt_shared(issuer.iss) or entry
+        if (found := entry.find(kid)) is not None:
             return found
-        if self._may_refetch_unknown(issuer.iss):
-            try:
-                entry = self.refresh(issuer, since=entry.fetched_at)
-            except DiscoveryError as e:
-                raise KeyUnavailable(
-                    f"key {kid!r} of issuer {issuer.iss} is unknown and the refetch failed: {e}"
-                ) from None
-            found = entry.find(kid)
-            if found is not None:
-                return found
+        try:
+            fresh = self._refetch_unknown(issuer, since=entry.fetched_at)
+        except DiscoveryError as e:
+            raise KeyUnavailable(f"key {kid!r} of issuer {issuer.iss} is unknown and the refetch failed: {e}") from None
+        if fresh is not None and (found := fresh.find(kid)) is not None:
+            return found
         what = f"kid {kid!r}" if kid is not None else "a token without kid (several keys, none chosen)"
         raise KeyUnavailable(f"{what} is not in the JWKS of issuer {issuer.iss}")
+
+    def _refetch_unknown(self, issuer: JwtIssuer, since: float) -> IssuerKeys | None:
+        """Keys newer than `since` for a token whose kid the newest known set lacks; None if throttled.
+
+        Why it waits rather than fails: when an IdP rotates, every replica meets the new kid
+        within moments of the others. Requests in this replica queue on the issuer's lock and
+        take the one fetch made under it; a fetch in flight in another replica (its
+        "jwks-fetching" lock) is waited for until its entry appears or its lock goes. Only
+        then is the throttle asked, so adopting a peer's fresh entry never uses the slot.
+        """
+        return self._single_flight(issuer, since, unknown_kid=True)
+
+    def _locally_throttled(self, iss: str) -> bool:
+        last = self._unknown_refetch.get(iss)
+        now = self.clock()
+        return last is not None and last <= now < last + self.policy.refetch_interval
 
     def _may_refetch_unknown(self, iss: str) -> bool:
         """One unknown-kid refetch per issuer per `refetch_interval`, in this replica and across all.
 
         The local floor holds whatever Redis says (down, flushed, or holding a planted
         throttle); the shared throttle, claimed so that a planted key without a TTL or with
-        a longer one is replaced, keeps N replicas from making N fetches.
+        a longer one is replaced, keeps N replicas from making N fetches. Asked only right
+        before a fetch, never to adopt what a peer fetched.
         """
-        now = self.clock()
-        last = self._unknown_refetch.get(iss)
-        if last is not None and last <= now < last + self.policy.refetch_interval:
+        if self._locally_throttled(iss):
             return False
         if not self.cache.claim(f"jwks-refetch:{iss}", self._token, self.policy.refetch_interval).ok:
             return False
-        self._unknown_refetch[iss] = now
+        self._unknown_refetch[iss] = self.clock()
         return True
 
     def prefetch(self, issuer: JwtIssuer) -> IssuerKeys:
@@ -158,50 +173,70 @@ class JwksCache:
         current = self._adopt_shared(issuer.iss) or self._entries.get(issuer.iss)
         if current is not None and self.clock() < current.fetched_at + self.policy.refetch_interval:
             return current
-        return self.refresh(issuer, since=current.fetched_at if current else None)
+        return self.refresh(issuer, since=current.fetched_at if current else float("-inf"))
 
     def refresh(self, issuer: JwtIssuer, since: float | None = None) -> IssuerKeys:
         """Fetch now (single-flight per replica, coordinated across replicas through the cache).
 
-        `since`: the fetch time the caller saw; if a newer entry appears while waiting
-        for the lock, it is returned instead of fetching again.
+        `since`: the fetch time the caller saw (None: whatever this replica holds now, so
+        concurrent cold requests share one fetch); a newer entry that appears while
+        waiting, here or from a peer, is returned instead of fetching again.
         """
-        lock = self._lock(issuer.iss)
-        attempts = self._attempts.get(issuer.iss, 0)
-        # Bounded wait: requests naming a slow issuer must not queue behind its fetches one after
-        # another, each holding a thread other issuers' exchanges need. An issuer that failed
-        # before is not waited for at all while someone fetches it.
-        failing = issuer.iss in self._failures
+        found = self._single_flight(issuer, since, unknown_kid=False)
+        assert found is not None  # only an unknown-kid refetch is ever throttled
+        return found
+
+    def _single_flight(self, issuer: JwtIssuer, since: float | None, *, unknown_kid: bool) -> IssuerKeys | None:
+        """Keys newer than `since`: from a fetch in flight here or in a peer, else fetched now.
+
+        Bounded wait: requests naming a slow issuer must not queue behind its fetches one after
+        another, each holding a thread other issuers' exchanges need. An issuer that failed
+        before is not waited for at all while someone fetches it.
+        """
+        iss = issuer.iss
+        if since is None:
+            current = self._entries.get(iss)
+            since = current.fetched_at if current is not None else float("-inf")
+        lock = self._lock(iss)
+        attempts = self._attempts.get(iss, 0)
+        deadline = time.monotonic() + self.discovery.fetcher.timeout + self.policy.wait_for_peer
+        failing = iss in self._failures
         if not lock.acquire(timeout=0 if failing else self.discovery.fetcher.timeout + self.policy.wait_for_peer):
-            raise DiscoveryError(f"keys of issuer {issuer.iss} are being fetched by another request; try again")
+            raise DiscoveryError(f"keys of issuer {iss} are being fetched by another request; try again")
         try:
-            failure = self._failures.get(issuer.iss)
-            if failure is not None and self._attempts.get(issuer.iss, 0) != attempts:
+            failure = self._failures.get(iss)
+            if failure is not None and self._attempts.get(iss, 0) != attempts:
                 # The fetch this request waited for has just failed: its answer is ours too.
                 raise DiscoveryError(failure.reason)
-            current = self._entries.get(issuer.iss)
-            if current is not None and since is not None and current.fetched_at > since:
-                return current
-            shared = self._adopt_shared(issuer.iss)
-            if shared is not None and since is not None and shared.fetched_at > since:
-                return shared
-            fetching = self.cache.claim(
-                f"jwks-fetching:{issuer.iss}", self._token, self.discovery.fetcher.timeout * 2 + 1
-            )
-            if not fetching.ok:
-                # A peer is fetching: give it a moment, then take its result.
-                deadline = time.monotonic() + self.policy.wait_for_peer
-                while time.monotonic() < deadline:
-                    time.sleep(0.05)
-                    shared = self._adopt_shared(issuer.iss)
-                    if shared is not None and (since is None or shared.fetched_at > since):
-                        return shared
+            fetching_key = f"jwks-fetching:{iss}"
+            while True:
+                newer = self._newer(iss, since)
+                if newer is not None:
+                    return newer
+                if unknown_kid and self._locally_throttled(iss):
+                    return None
+                held = self.cache.claim(fetching_key, self._token, self.discovery.fetcher.timeout * 2 + 1)
+                if held.ok or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.02)  # a peer is fetching: poll for its entry until it appears or its lock goes
             try:
+                newer = self._newer(iss, since)  # a peer may have stored its entry just before we claimed
+                if newer is not None:
+                    return newer
+                if unknown_kid and not self._may_refetch_unknown(iss):
+                    return None
                 return self._fetch(issuer)
             finally:
-                self.cache.delete(f"jwks-fetching:{issuer.iss}")
+                if held.ok:
+                    self.cache.delete(fetching_key)
         finally:
             lock.release()
+
+    def _newer(self, iss: str, since: float) -> IssuerKeys | None:
+        """This replica's entry (a peer's adopted first, if newer) when fetched after `since`."""
+        self._adopt_shared(iss)
+        current = self._entries.get(iss)
+        return current if current is not None and current.fetched_at > since else None
 
     def vouch(self, iss: str) -> bool:
         """Drop this replica's copy of `iss` if it came from the shared cache and is no longer
@@ -278,7 +313,8 @@ class JwksCache:
         failure = self._failures.get(issuer.iss)
         if failure is None or now >= failure.at + self.policy.refetch_interval:
             try:
-                return self.refresh(issuer, since=entry.fetched_at if entry else None)
+                # Nothing held: any entry that appears meanwhile will do (concurrent cold requests share one fetch).
+                return self.refresh(issuer, since=entry.fetched_at if entry else float("-inf"))
             except DiscoveryError:
                 failure = self._failures.get(issuer.iss)
         # Only a set this replica fetched itself is served stale: an adopted one may be an old
@@ -364,22 +400,21 @@ class JwksCache:
         Recent (fetched within `adopt_within`) and newer than anything this replica has held:
         an authentic entry may still be an old one replayed by whoever can write Redis.
         """
-        current = self._entries.get(iss)
         if self.sealer is None:
-            return current
+            return self._entries.get(iss)
         raw = self.cache.get(f"jwks:{iss}")
         if raw is None or raw == self._adopted.get(iss):
-            return current
+            return self._entries.get(iss)
         opened = self._open_shared(iss, raw)
         if opened is None:
-            return current
+            return self._entries.get(iss)
         keys, fetched_at, fresh_until = opened
         newest = self._newest.get(iss)
         if newest is not None and fetched_at <= newest:
-            return current  # not newer than what this replica has held: never roll back
+            return self._entries.get(iss)  # not newer than what this replica has held: never roll back
         if self.clock() - fetched_at > self.policy.adopt_within:
             log.debug("not adopting the shared JWKS entry of %s: fetched %.0fs ago", iss, self.clock() - fetched_at)
-            return current  # old: maybe a replay; this replica fetches for itself
+            return self._entries.get(iss)  # old: maybe a replay; this replica fetches for itself
         entry = IssuerKeys.build(iss, keys, fetched_at, fresh_until)
         self._entries[iss] = entry
         self._adopted[iss] = raw

@@ -7,9 +7,14 @@ can print them all and a function can log why it kept the last good config.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
+import gzip
+import io
 import json
 import re
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +32,10 @@ from .objects import API_VERSION, DEFAULT_NAMESPACE, DEFAULT_TOKEN_EXPIRY, IamCo
 from .resources import parse_resource
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
+# A compressed configuration (gzip, or gzip+base64 text) expands to at most this: a Kubernetes
+# Secret holds at most 1 MiB, and YAML of 10,000 Roles and Policies compresses about 10x; the
+# bound keeps a gzip bomb from exhausting the function's memory.
+MAX_EXPANDED_BYTES = 32 * 1024 * 1024
 KINDS = ("JwtIssuer", "Policy", "Role")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _SPEC_FIELDS = {
@@ -490,10 +499,39 @@ def read_source(path: str | Path) -> tuple[str, str]:
         raw = p.read_bytes()
     except OSError as e:
         raise ConfigError([Problem(str(path), None, None, None, f"cannot read: {e.strerror or e}")]) from None
+    raw = expand(raw, str(path))
     try:
         return str(path), raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError([Problem(str(path), None, None, None, f"not UTF-8 text (byte {e.start})")]) from None
+
+
+def expand(raw: bytes, source: str) -> bytes:
+    """A gzip-compressed configuration (raw, or base64 text starting `H4sI`) expanded; anything else as is.
+
+    Why compression rather than a watched CRD for configurations beyond one Secret's
+    1 MiB: see docs/architecture.md ("Large configurations").
+    """
+    data = raw
+    if raw[:4] == b"H4sI":  # base64 of a gzip header: what `stringData` or a text pipeline carries
+        try:
+            data = base64.b64decode(b"".join(raw.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigError(
+                [Problem(source, None, None, None, "looks like gzip+base64 but is not valid base64")]
+            ) from None
+    if data[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+            out = f.read(MAX_EXPANDED_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as e:
+        raise ConfigError([Problem(source, None, None, None, f"not valid gzip: {e}")]) from None
+    if len(out) > MAX_EXPANDED_BYTES:
+        raise ConfigError(
+            [Problem(source, None, None, None, f"expands to more than {MAX_EXPANDED_BYTES} bytes (the limit)")]
+        )
+    return out
 
 
 def load_paths(paths: Iterable[str | Path]) -> IamConfig:

@@ -27,8 +27,8 @@ def config_source(settings: Settings) -> ConfigSource:
     if settings.iam_config == "kubernetes":
         from .stores.kubernetes import KubernetesClient
 
-        return KubernetesConfigSource(KubernetesClient(), settings.iam_namespace)
-    return file_config_source(settings.iam_config_path)
+        return KubernetesConfigSource(KubernetesClient(), settings.iam_namespace, background=True)
+    return file_config_source(settings.iam_config_path, background=True)
 
 
 def _read_bytes_key(path: str) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -163,7 +164,9 @@ class OwnTokenVerifier:
     A verified token is cached until it expires, so iam-authz pays for the signature
     once per token, not once per request; a cached token is used only while the key
     that signed it is still trusted (a key removed from the mounts takes its tokens
-    with it). The cache is bounded; when full, expired entries go first, then the oldest.
+    with it). The cache is bounded; when full, the oldest entry goes (expired ones are
+    dropped when met). Insert and eviction are O(1) (an OrderedDict, not a scan): at
+    10,000 entries a scan under the lock cost every new token 0.67 ms (issue 16).
     """
 
     def __init__(
@@ -177,7 +180,7 @@ class OwnTokenVerifier:
         self.public_keys = public_keys
         self.leeway = leeway
         self.max_entries = max_entries
-        self._cache: dict[str, tuple[dict[str, Any], float, str, Any]] = {}
+        self._cache: OrderedDict[str, tuple[dict[str, Any], float, str, Any]] = OrderedDict()
         self._lock = threading.Lock()
 
     def verify(self, token: str, now: float | None = None) -> dict[str, Any]:
@@ -195,17 +198,11 @@ class OwnTokenVerifier:
                 self._cache.pop(token, None)
         claims, kid, key = self._verify(token, now)
         with self._lock:
-            if len(self._cache) >= self.max_entries:
-                self._evict(now)
+            self._cache.pop(token, None)
+            while len(self._cache) >= self.max_entries:
+                self._cache.popitem(last=False)  # the oldest first: O(1)
             self._cache[token] = (claims, float(claims["exp"]), kid, key)
         return claims
-
-    def _evict(self, now: float) -> None:
-        expired = [t for t, (_, exp, _, _) in self._cache.items() if exp + self.leeway < now]
-        for t in expired:
-            del self._cache[t]
-        while len(self._cache) >= self.max_entries:
-            del self._cache[next(iter(self._cache))]
 
     def verify_uncached(self, token: str, now: float | None = None) -> dict[str, Any]:
         return self._verify(token, now)[0]

@@ -8,6 +8,7 @@ Prints a table and writes docs/performance.json and docs/performance.md.
 from __future__ import annotations
 
 import argparse
+import gzip
 import http.server
 import json
 import os
@@ -433,6 +434,62 @@ class IdpStandIn:
         )
 
 
+def base_documents(idp: IdpStandIn) -> list[dict[str, Any]]:
+    """The bench's IAM objects: the stand-in IdP, the RULES policies and a Role for group dev."""
+    return [
+        {
+            "apiVersion": "iam.openfaas.com/v1",
+            "kind": "JwtIssuer",
+            "metadata": {"name": "idp"},
+            "spec": {"iss": idp.iss, "aud": ["openfaas"]},
+        },
+        *json.loads(iam_documents(RULES)),
+        {
+            "apiVersion": "iam.openfaas.com/v1",
+            "kind": "Role",
+            "metadata": {"name": "devs"},
+            "spec": {"policy": TOKEN_POLICIES, "condition": {"ForAnyValue:StringEqual": {"jwt:groups": ["dev"]}}},
+        },
+    ]
+
+
+def large_documents(base: list[dict[str, Any]], issuers: int, policies: int, roles: int) -> list[dict[str, Any]]:
+    """`base` plus unrelated issuers, Policies and Roles, as a large organisation writes them: half
+    the Roles name users (`principal: jwt:sub`), half name an IdP and a group pattern (conditions)."""
+    docs = list(base)
+    v1 = "iam.openfaas.com/v1"
+    for i in range(issuers):
+        iss = f"https://idp-{i}.example.com"
+        docs.append(
+            {
+                "apiVersion": v1,
+                "kind": "JwtIssuer",
+                "metadata": {"name": f"idp-{i}"},
+                "spec": {"iss": iss, "aud": ["openfaas"]},
+            }
+        )
+    for i in range(policies):
+        statements = [
+            {"sid": "rw", "effect": "Allow", "action": ["Function:*"], "resource": [f"team-{i}:*"]},
+            {"sid": "guard", "effect": "Deny", "action": ["Function:Delete"], "resource": [f"team-{i}:prod-*"]},
+        ]
+        docs.append(
+            {"apiVersion": v1, "kind": "Policy", "metadata": {"name": f"team-{i}"}, "spec": {"statement": statements}}
+        )
+    for i in range(roles):
+        spec: dict[str, Any] = {"policy": [f"team-{i % max(policies, 1)}"] if policies else TOKEN_POLICIES[:1]}
+        if i % 2:
+            iss = f"https://idp-{i % max(issuers, 1)}.example.com"
+            spec["condition"] = {
+                "StringEquals": {"jwt:iss": [iss]},
+                "ForAnyValue:StringLike": {"jwt:groups": [f"team-{i}-*"]},
+            }
+        else:
+            spec["principal"] = {"jwt:sub": [f"user-{i}"]}
+        docs.append({"apiVersion": v1, "kind": "Role", "metadata": {"name": f"role-{i}"}, "spec": spec})
+    return docs
+
+
 def prepare_function(tmp: Path, name: str, idp: IdpStandIn) -> tuple[Path, dict[str, str]]:
     """A function's build context and environment, as the local gateway would make them."""
     from localgw.build_context import assemble
@@ -444,24 +501,7 @@ def prepare_function(tmp: Path, name: str, idp: IdpStandIn) -> tuple[Path, dict[
     secrets.mkdir(exist_ok=True)
     if not (secrets / "iam-signing-keys").exists():
         (secrets / "iam-signing-keys").write_text(initial_keyset().to_json())
-        docs = [
-            {
-                "apiVersion": "iam.openfaas.com/v1",
-                "kind": "JwtIssuer",
-                "metadata": {"name": "idp"},
-                "spec": {"iss": idp.iss, "aud": ["openfaas"]},
-            },
-            *json.loads(iam_documents(RULES)),
-        ]
-        docs.append(
-            {
-                "apiVersion": "iam.openfaas.com/v1",
-                "kind": "Role",
-                "metadata": {"name": "devs"},
-                "spec": {"policy": TOKEN_POLICIES, "condition": {"ForAnyValue:StringEqual": {"jwt:groups": ["dev"]}}},
-            }
-        )
-        (secrets / "iam-config").write_text(json.dumps(docs))
+        (secrets / "iam-config").write_text(json.dumps(base_documents(idp)))
         (secrets / "basic-auth-user").write_text("admin")
         (secrets / "basic-auth-password").write_text("pw")
     env = {
@@ -527,10 +567,251 @@ def bench_exchange_in_process(tmp: Path, idp: IdpStandIn) -> None:
         "exchange in-process vs floor",
         a * 1e6,
         b * 1e6,
-        goal="<= 1.5x",
-        ok=a / b <= 1.5,
+        goal="<= 1.3x",
+        ok=a / b <= 1.3,
         note="floor = RS256 verify + ES256 sign + a minimal Flask request",
     )
+
+
+# -- 7. large configurations (issue 16) ------------------------------------------------------------
+
+LARGE = {"issuers": 1000, "policies": 10_000, "roles": 10_000}
+MEMORY_LIMIT_MIB = 256  # stack.yml: limits.memory of every function (raised from 128 by this row's figures)
+
+
+def exchanger(config: Callable[[], Any], jwks: JwksCache, keyset: Any, audit_stream: Any) -> Any:
+    from openfaas_iam.audit import AuditLog
+    from openfaas_iam.exchange import TokenExchange
+
+    return TokenExchange(
+        issuer_url=ISSUER,
+        config=config,
+        keyset=lambda: keyset,
+        jwks=jwks,
+        audit=AuditLog(audit_stream, background=True),
+    )
+
+
+def p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def bench_large(tmp: Path, idp: IdpStandIn) -> float:
+    """Exchange cost at 10,000 Roles vs 10; p99 while a 10,000-Role configuration reloads. Returns the reload time."""
+    from openfaas_iam.config_source import file_config_source, prepared
+    from openfaas_iam.exchange import ExchangeRequest
+
+    say("7. large configurations: 1,000 issuers, 10,000 Policies, 10,000 Roles")
+    base = base_documents(idp)
+    small_docs = large_documents(base, 10, 10, 10)
+    large_docs = large_documents(base, **LARGE)
+    started = time.perf_counter()
+    small = prepared(load_texts([("small", json.dumps(small_docs))]))
+    large = prepared(load_texts([("large", json.dumps(large_docs))]))
+    say(f"   loaded and indexed in {time.perf_counter() - started:.1f}s")
+    keyset = initial_keyset()
+    jwks = JwksCache(IssuerDiscovery(Fetcher()), LayeredCache(None))
+    devnull = open(os.devnull, "w")  # noqa: SIM115
+    req = ExchangeRequest(idp.token(), "urn:ietf:params:oauth:token-type:id_token", None, (), None)
+    ex_small = exchanger(lambda: small, jwks, keyset, devnull)
+    ex_large = exchanger(lambda: large, jwks, keyset, devnull)
+    assert ex_small.exchange(req)["access_token"] and ex_large.exchange(req)["access_token"]
+    a, b = side_by_side(lambda: ex_large.exchange(req), lambda: ex_small.exchange(req), 300, rounds=5)
+    record(
+        "exchange at 10,000 Roles vs 10",
+        a * 1e6,
+        b * 1e6,
+        goal="<= 1.5x",
+        ok=a / b <= 1.5,
+        ours_label="10,000",
+        other_label="10",
+        note="1,000 issuers, 10,000 Policies; Roles half by jwt:sub, half by jwt:iss + group pattern",
+    )
+
+    # p99 of exchanges and decisions while the same configuration reloads, from the file source the
+    # functions use (parse in a background thread, swapped whole), vs the same loop in steady state.
+    path = tmp / "large-iam-config.json.gz"  # 5 MiB of JSON: gzipped, as a Secret must carry it (<= 1 MiB)
+    text = json.dumps(large_docs)
+    path.write_bytes(gzip.compress(text.encode()))
+    sizes = f"{len(text) / 2**20:.1f} MiB JSON, {len(gzip.compress(text.encode())) / 2**20:.2f} MiB gzipped"
+    say(f"   the configuration: {sizes}")
+    source = file_config_source(str(path), check_interval=0, background=True)
+    source.get()
+    ex = exchanger(source.get, jwks, keyset, devnull)
+    now = int(time.time())
+    api = sign(
+        {"iss": ISSUER, "aud": ISSUER, "sub": "fed:alice", "iat": now, "exp": now + 3600, "policy": TOKEN_POLICIES},
+        keyset.current,
+    )
+    verifier = OwnTokenVerifier(ISSUER, keyset.public_keys)
+
+    def decide() -> None:
+        claims = verifier.verify(api)
+        policy_index(source.get()).decide(claims["policy"], "Function:Update", "staging:api", claims)
+
+    def sample(until: Callable[[], bool]) -> tuple[list[float], list[float]]:
+        xs, ds = [], []
+        while not until():
+            t0 = time.perf_counter()
+            ex.exchange(req)
+            t1 = time.perf_counter()
+            for _ in range(5):
+                decide()
+            t2 = time.perf_counter()
+            xs.append(t1 - t0)
+            ds.append((t2 - t1) / 5)
+        return xs, ds
+
+    reloads, steady_x, steady_d, during_x, during_d = [], [], [], [], []
+    for round_ in range(3):
+        count = [0]
+
+        def enough(count: list[int] = count) -> bool:
+            count[0] += 1
+            return count[0] > 1500
+
+        xs, ds = sample(enough)
+        steady_x += xs
+        steady_d += ds
+        generation = source.generation
+        path.write_bytes(gzip.compress(text.replace('"role-0"', f'"role-0-{round_}"').encode()))
+        started = time.perf_counter()
+        source.get()  # the first request after the change starts the background parse
+        xs, ds = sample(lambda g=generation: source.generation > g)
+        reloads.append(time.perf_counter() - started)
+        during_x += xs
+        during_d += ds
+    devnull.close()
+    reload_s = statistics.median(reloads)
+    for what, steady, during in (("exchange", steady_x, during_x), ("decision", steady_d, during_d)):
+        a, b = p99(during) * 1e6, p99(steady) * 1e6
+        record(
+            f"{what} p99 during a 10,000-Role reload vs steady",
+            a,
+            b,
+            goal="<= 2x",
+            ok=a / b <= 2,
+            ours_label="reloading",
+            other_label="steady",
+            note=f"{len(during)} {what}s during 3 reloads of {reload_s:.1f}s each (parse in a background thread); "
+            f"the configuration: {sizes}",
+        )
+    return reload_s
+
+
+def bench_large_processes(tmp: Path, idp: IdpStandIn, seconds: float, reload_s: float) -> None:
+    """RSS of iam-token holding the large configuration and through its reload; 2 replicas vs 1."""
+    import requests
+
+    say("8. iam-token's RSS with the large configuration, and through its reload")
+    big = tmp / "big"
+    big.mkdir()
+    ctx, env = prepare_function(big, "iam-token", idp)
+    config_path = big / "secrets" / "iam-config"
+    text = json.dumps(large_documents(base_documents(idp), **LARGE))
+    config_path.write_bytes(gzip.compress(text.encode()))
+    port = free_port()
+    proc = start([sys.executable, "index.py"], ctx, {**env, "upstream_url": f"http://127.0.0.1:{port}"}, port)
+    form = urlencode(
+        {
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "subject_token": idp.token(),
+            "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
+        }
+    ).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    url = f"http://127.0.0.1:{port}/oauth/token"
+    try:
+        session = requests.Session()
+        assert session.post(url, data=form, headers=headers, timeout=120).status_code == 200  # the first load
+        for _ in range(200):
+            session.post(url, data=form, headers=headers, timeout=10)
+        time.sleep(1)
+        steady = rss_kb(proc.pid) / 1024
+        config_path.write_bytes(gzip.compress(text.replace('"role-0"', '"role-0-changed"').encode()))
+        peak = steady
+        end = time.monotonic() + max(5.0, 3 * reload_s)
+        while time.monotonic() < end:
+            session.post(url, data=form, headers=headers, timeout=10)
+            peak = max(peak, rss_kb(proc.pid) / 1024)
+        hwm = vm_hwm_kb(proc.pid) / 1024
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    for what, mib in (("with the large configuration", steady), ("peak through start-up and a reload", max(peak, hwm))):
+        RESULTS.append(
+            {
+                "benchmark": f"iam-token RSS {what}",
+                "ours": mib,
+                "baseline": float(MEMORY_LIMIT_MIB),
+                "ratio": mib / MEMORY_LIMIT_MIB,
+                "unit": "MiB",
+                "goal": f"<= {MEMORY_LIMIT_MIB} MiB (limit)",
+                "met": mib <= MEMORY_LIMIT_MIB,
+                "note": "1,000 issuers, 10,000 Policies, 10,000 Roles; VmHWM for the peak",
+            }
+        )
+        say(f"   RSS {what}: {mib:.1f} MiB (limit {MEMORY_LIMIT_MIB} MiB)")
+
+    say(f"9. /authorize throughput: 2 replicas vs 1 on {os.cpu_count()} cores")
+    authz_ctx, authz_env = prepare_function(tmp, "iam-authz", idp)
+    token_ctx, token_env = prepare_function(tmp, "iam-token", idp)
+    ports = [free_port(), free_port(), free_port()]
+    procs = [
+        start(
+            [sys.executable, "index.py"],
+            token_ctx,
+            {**token_env, "upstream_url": f"http://127.0.0.1:{ports[0]}"},
+            ports[0],
+        ),
+        *(
+            start([sys.executable, "index.py"], authz_ctx, {**authz_env, "upstream_url": f"http://127.0.0.1:{p}"}, p)
+            for p in ports[1:]
+        ),
+    ]
+    try:
+        r = requests.post(f"http://127.0.0.1:{ports[0]}/oauth/token", data=form, headers=headers, timeout=10)
+        auth = {"Content-Type": "application/json", "Authorization": f"Bearer {r.json()['access_token']}"}
+        check = json.dumps({"action": "Function:Update", "resource": "staging:api"}).encode()
+        urls = [f"http://127.0.0.1:{p}/authorize" for p in ports[1:]]
+        one, two = [], []
+        for _ in range(2):
+            one.append(load(urls[0], check, auth, 8, seconds))
+            rates: list[float] = []
+            threads = [
+                threading.Thread(target=lambda u=u, rates=rates: rates.append(load(u, check, auth, 4, seconds)))
+                for u in urls
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            two.append(sum(rates))
+        a, b = max(two), max(one)
+        record(
+            "/authorize rate, 2 replicas vs 1",
+            a,
+            b,
+            unit="req/s",
+            goal=">= 1.8x",
+            ok=a / b >= 1.8,
+            ours_label="2 replicas",
+            other_label="1 replica",
+            speedup=False,
+            note=f"8 connections in all; the load generator runs on the same {os.cpu_count()} cores",
+        )
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=10)
+
+
+def vm_hwm_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
 
 
 def free_port() -> int:
@@ -772,6 +1053,17 @@ EXPLAIN = {
     "exchange in-process": "The exchange parses the form, verifies, matches Roles, mints and writes an audit line; "
     "what remains over the floor is mostly our template's per-request work (reading the body, the catch-all "
     "route, formatting the response) that a bare Flask view does not do.",
+    "exchange p99 during": "The parse runs in a background thread (before issue 16 every request waited 2-3 s for "
+    "it inline) but in the same process, so it shares the GIL: a request thread that wants the GIL waits for the "
+    "loader's 5 ms switch interval, or for one long C call (gzip and json.loads of 5 MiB). The full collections "
+    "that walked millions of objects are gone (collector paused during the load, the result frozen). Left: "
+    "parse in a child process and hand the result over, or shorten the switch interval while loading.",
+    "/authorize rate, 2 replicas": "The load generator runs on the same 2 cores as the replicas: one replica "
+    "already takes about one core and the clients most of the other, so a second replica has little CPU to "
+    "gain; on a machine with spare cores (or with the clients elsewhere) replicas scale with cores, as each is "
+    "one process with no shared lock (Redis is not on this path).",
+    "iam-token RSS": "The limit in stack.yml (128Mi) is below this configuration's footprint: raise limits.memory "
+    "for configurations this large (the figure above is the measured need).",
     "/authorize rate": "Close to the goal: across runs on this shared 2-core machine the ratio moves between "
     "about 0.73x and 0.83x at either concurrency. The gap is the template's per-request work (about 20 µs: body "
     "read, catch-all route, response formatting) plus the decision itself (about 6 µs), on top of waitress.",
@@ -830,7 +1122,7 @@ make bench            # a few minutes; rewrites this file and docs/performance.j
     missed = [r for r in RESULTS if r.get("met") is False]
     lines = []
     for r in missed:
-        why = EXPLAIN.get(r["benchmark"].split(",")[0].split(" vs ")[0], "")
+        why = next((v for k, v in EXPLAIN.items() if r["benchmark"].startswith(k)), "")
         lines.append(
             f"- **{r['benchmark']}** ({r['ratio']:.2f}x, goal {r['goal']}): {why} {r.get('note', '')}".rstrip()
         )
@@ -852,8 +1144,10 @@ def main(argv: list[str] | None = None) -> int:
         bench_scaling()
         bench_verification()
         bench_exchange_in_process(tmp, idp)
+        reload_s = bench_large(tmp, idp)
         if not args.skip_http:
             bench_http(tmp, idp, args.seconds)
+            bench_large_processes(tmp, idp, args.seconds, reload_s)
     finally:
         idp.server.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)

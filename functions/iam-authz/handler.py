@@ -37,7 +37,7 @@ if s.audit_stream and rt.cache.shared is not None and rt.cache.shared.refused is
 if s.audit_webhook_url:
     secret_file = WatchedFile(s.secret_path(s.audit_webhook_secret), read_stripped, what="audit webhook secret")
     sinks.append(WebhookSink(s.audit_webhook_url, lambda: secret_file.get().encode(), verify=s.ca_bundle or True))
-audit = AuditLog(sinks=sinks, verbs=s.audit_verbs)
+audit = AuditLog(sinks=sinks, verbs=s.audit_verbs, background=True)
 verifier = OwnTokenVerifier(s.issuer_url, rt.own_public_keys, leeway=1.0)
 protection = Protection(
     namespace=s.bundle_namespace,

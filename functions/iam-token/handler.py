@@ -43,7 +43,7 @@ exchange = TokenExchange(
     config=rt.config.get,
     keyset=rt.keyset.get,
     jwks=rt.jwks,
-    audit=AuditLog(),
+    audit=AuditLog(background=True),
     leeway=s.leeway_seconds,
     own_keys=rt.own_public_keys,
 )

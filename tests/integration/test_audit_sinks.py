@@ -82,3 +82,55 @@ def test_webhook_queue_is_bounded() -> None:
         assert sink.queue.qsize() <= 10 and sink.dropped >= 39
     finally:
         sink.close()
+
+
+class StuckStream:
+    """A log pipe that blocks on its first write until released (a stuck log shipper)."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.text: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.entered.set()
+        self.release.wait()
+        self.text.append(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_stuck_log_never_blocks_a_request_and_lost_lines_are_counted() -> None:
+    stream = StuckStream()
+    audit = AuditLog(stream, background=True, max_queue=5)  # type: ignore[arg-type]
+    audit.exchange(granted=True, subject="fed:first", issuer="https://idp", client="", policies=["p"], jti="j")
+    assert stream.entered.wait(5), "the writer thread took the first line"
+    done = threading.Event()
+
+    def requests() -> None:  # 20 exchanges while the pipe is stuck
+        for i in range(20):
+            audit.exchange(granted=False, subject=f"fed:{i}", issuer="https://idp", client="", reason="no")
+        done.set()
+
+    threading.Thread(target=requests, daemon=True).start()
+    assert done.wait(5), "emit blocked on a stuck log"
+    assert audit.writer is not None and audit.writer.dropped == 15  # 5 queued, 15 lost
+    stream.release.set()
+    audit.flush()
+    lines = [json.loads(line) for chunk in stream.text for line in chunk.splitlines()]
+    assert [e["subject"] for e in lines if e["event"] == "token_exchange"] == [
+        "fed:first",
+        *(f"fed:{i}" for i in range(5)),
+    ]
+    assert [e["lost"] for e in lines if e["event"] == "audit_lost"] == [15]
+
+
+def test_every_exchange_line_appears_when_the_log_keeps_up(capsys) -> None:
+    audit = AuditLog(background=True)
+    for i in range(500):
+        audit.exchange(granted=False, subject=f"fed:{i}", issuer="https://idp", client="", reason="no")
+    audit.flush()
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["subject"] for e in out] == [f"fed:{i}" for i in range(500)]
+    assert audit.writer is not None and audit.writer.dropped == 0

@@ -330,3 +330,150 @@ def test_prefetch_is_throttled_per_issuer(idp: OidcProvider, redis_url: str) -> 
     for _ in range(20):
         cache.prefetch(issuer)
     assert idp.stats()["jwks"] - before == 1
+
+
+# -- issue 16: key discovery that never fails a good token ------------------------------------
+
+
+def shared_replicas(redis_url: str, n: int, **kw) -> list[JwksCache]:
+    """N replicas of one deployment: one Redis prefix, each with its own memory."""
+    replicas = [make_cache(redis_url, **kw) for _ in range(n)]
+    for r in replicas[1:]:
+        r.cache = replicas[0].cache
+    return replicas
+
+
+def slow_fetches(replicas: list[JwksCache], delay: float) -> list[str]:
+    """Make every replica's IdP fetch take `delay` (a fetch in flight long enough to be met); count them."""
+    fetched: list[str] = []
+    for r in replicas:
+        real = r.discovery.fetch
+
+        def fetch(issuer, real=real):
+            fetched.append(issuer.iss)
+            time.sleep(delay)
+            return real(issuer)
+
+        r.discovery.fetch = fetch  # type: ignore[method-assign]
+    return fetched
+
+
+def rotate(idp: OidcProvider) -> dict[str, str]:
+    new_key = private_jwk("RS256")
+    idp.set_keys([new_key, *idp.keys])  # the provider signs with the first key
+    return new_key
+
+
+def test_new_kid_after_a_prefetch_succeeds_on_every_replica(idp: OidcProvider, redis_url: str) -> None:
+    """The outage measured in issue 16: a prefetch, then the IdP's new key, failed everywhere for ~5 s."""
+    issuer = config_for(idp.issuer).issuers[0]
+    replicas = shared_replicas(redis_url, 3, policy=CachePolicy(refetch_interval=30))
+    discovery = make_cache(redis_url, policy=CachePolicy(refetch_interval=0))  # iam-discovery, same Redis
+    discovery.cache = replicas[0].cache
+    for r in replicas:
+        r.key(issuer, idp.keys[0]["kid"])
+    time.sleep(0.01)
+    before = idp.stats()["jwks"]
+    discovery.prefetch(issuer)  # iam-discovery's cron: a newer shared entry, without the coming key
+    assert idp.stats()["jwks"] - before == 1
+    new_key = rotate(idp)
+    before = idp.stats()["jwks"]
+    for r in replicas:
+        assert r.key(issuer, new_key["kid"]).kid == new_key["kid"]
+    assert idp.stats()["jwks"] - before == 1, "one fetch for the whole cluster"
+
+
+def test_losers_of_the_unknown_kid_race_wait_for_the_winner(idp: OidcProvider, redis_url: str) -> None:
+    issuer = config_for(idp.issuer).issuers[0]
+    replicas = shared_replicas(redis_url, 3, policy=CachePolicy(refetch_interval=30))
+    for r in replicas:
+        r.key(issuer, idp.keys[0]["kid"])
+    new_key = rotate(idp)
+    fetched = slow_fetches(replicas, 0.3)
+    start = threading.Barrier(len(replicas))
+    results: list[object] = []
+
+    def ask(r: JwksCache) -> None:
+        start.wait()
+        try:
+            results.append(r.key(issuer, new_key["kid"]).kid)
+        except KeyUnavailable as e:
+            results.append(e)
+
+    threads = [threading.Thread(target=ask, args=(r,)) for r in replicas]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [new_key["kid"]] * 3
+    assert len(fetched) == 1
+
+
+def test_concurrent_cold_requests_in_a_replica_share_one_fetch(idp: OidcProvider, redis_url: str) -> None:
+    issuer = config_for(idp.issuer).issuers[0]
+    (replica,) = shared_replicas(redis_url, 1)
+    fetched = slow_fetches([replica], 0.2)
+    start = threading.Barrier(8)
+    kids: list[str] = []
+
+    def ask() -> None:
+        start.wait()
+        kids.append(replica.key(issuer, idp.keys[0]["kid"]).kid)
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(kids) == 8
+    assert len(fetched) == 1
+
+
+def test_concurrent_new_kid_requests_in_a_replica_share_one_fetch(idp: OidcProvider, redis_url: str) -> None:
+    issuer = config_for(idp.issuer).issuers[0]
+    (replica,) = shared_replicas(redis_url, 1, policy=CachePolicy(refetch_interval=30))
+    replica.key(issuer, idp.keys[0]["kid"])
+    new_key = rotate(idp)
+    fetched = slow_fetches([replica], 0.2)
+    start = threading.Barrier(6)
+    kids: list[object] = []
+
+    def ask() -> None:
+        start.wait()
+        try:
+            kids.append(replica.key(issuer, new_key["kid"]).kid)
+        except KeyUnavailable as e:
+            kids.append(e)
+
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert kids == [new_key["kid"]] * 6
+    assert len(fetched) == 1
+
+
+def test_random_kids_while_waiting_still_cost_one_fetch_per_interval(idp: OidcProvider, redis_url: str) -> None:
+    """Waiting for a peer must not open the IdP to a flood: random kids from 3 replicas at once."""
+    issuer = config_for(idp.issuer).issuers[0]
+    replicas = shared_replicas(redis_url, 3, policy=CachePolicy(refetch_interval=30))
+    replicas[0].key(issuer, idp.keys[0]["kid"])
+    fetched = slow_fetches(replicas, 0.1)
+    failed = 0
+
+    def flood(r: JwksCache) -> None:
+        nonlocal failed
+        for _ in range(60):
+            try:
+                r.key(issuer, uuid.uuid4().hex)
+            except KeyUnavailable:
+                failed += 1
+
+    threads = [threading.Thread(target=flood, args=(replicas[i % 3],)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failed == 360
+    assert len(fetched) == 1, "one unknown-kid refetch per interval for the whole cluster"

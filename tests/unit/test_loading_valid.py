@@ -99,3 +99,34 @@ def test_default_token_expiry_is_two_hours() -> None:
         ]
     )
     assert config.issuers[0].token_expiry == 7200
+
+
+def test_a_gzip_or_gzip_base64_configuration_loads_like_the_yaml(tmp_path: Path) -> None:
+    """Configurations beyond one Secret's 1 MiB (issue 16): the loader expands gzip and gzip+base64."""
+    import base64
+    import gzip
+
+    from openfaas_iam.loading import load_paths
+
+    text = (Path(__file__).resolve().parents[2] / "examples" / "iam.yaml").read_bytes()
+    plain = load_paths([Path(__file__).resolve().parents[2] / "examples" / "iam.yaml"])
+    (tmp_path / "raw").write_bytes(gzip.compress(text))
+    (tmp_path / "b64").write_bytes(base64.b64encode(gzip.compress(text)) + b"\n")
+    for name in ("raw", "b64"):
+        config = load_paths([tmp_path / name])
+        assert [r.name for r in config.roles] == [r.name for r in plain.roles], name
+        assert len(config.policies) == len(plain.policies) and len(config.issuers) == len(plain.issuers)
+
+
+def test_a_gzip_bomb_is_refused(tmp_path: Path, monkeypatch) -> None:
+    import gzip
+
+    import pytest
+
+    from openfaas_iam import loading
+    from openfaas_iam.errors import ConfigError
+
+    monkeypatch.setattr(loading, "MAX_EXPANDED_BYTES", 1000)
+    (tmp_path / "bomb").write_bytes(gzip.compress(b"#" * 100_000))
+    with pytest.raises(ConfigError, match="expands to more than 1000 bytes"):
+        loading.load_paths([tmp_path / "bomb"])

@@ -1,0 +1,62 @@
+"""The verified-token cache of OwnTokenVerifier (issue 16): bounded, O(1) insert and eviction."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from openfaas_iam.verify import OwnTokenVerifier
+
+
+class CountingDict(OrderedDict):
+    """Counts walks over the cache: an O(1) cache never walks it to insert or evict."""
+
+    walks = 0
+
+    def __iter__(self):
+        CountingDict.walks += 1
+        return super().__iter__()
+
+    def items(self):
+        CountingDict.walks += 1
+        return super().items()
+
+    def values(self):
+        CountingDict.walks += 1
+        return super().values()
+
+
+def verifier(max_entries: int) -> tuple[OwnTokenVerifier, list[str]]:
+    key = object()
+    v = OwnTokenVerifier("https://iam", lambda: {"k": key}, max_entries=max_entries)
+    verified: list[str] = []
+
+    def fake_verify(token: str, now: float | None) -> tuple[dict[str, Any], str, Any]:
+        verified.append(token)
+        return {"sub": token, "exp": 2_000_000_000.0}, "k", key
+
+    v._verify = fake_verify  # type: ignore[method-assign]
+    return v, verified
+
+
+def test_a_full_cache_drops_the_oldest_and_keeps_the_rest() -> None:
+    v, verified = verifier(3)
+    for t in ("t1", "t2", "t3", "t4"):
+        v.verify(t, now=1_000.0)
+    assert len(v._cache) == 3
+    for t in ("t2", "t3", "t4"):
+        v.verify(t, now=1_000.0)
+    assert verified == ["t1", "t2", "t3", "t4"], "t2..t4 answered from the cache"
+    v.verify("t1", now=1_000.0)
+    assert verified[-1] == "t1", "t1 was evicted: verified again"
+    assert len(v._cache) == 3
+
+
+def test_insert_and_eviction_never_walk_the_cache() -> None:
+    v, _ = verifier(100)
+    v._cache = CountingDict()
+    CountingDict.walks = 0
+    for i in range(1_000):
+        v.verify(f"t{i}", now=1_000.0)
+    assert len(v._cache) == 100
+    assert CountingDict.walks == 0
