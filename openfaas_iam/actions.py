@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+from functools import lru_cache
 
 ACTIONS: tuple[str, ...] = (
     "Function:List",
@@ -50,6 +51,7 @@ def canonical_action(name: str) -> str | None:
     return _CANONICAL.get(name.lower())
 
 
+@lru_cache(maxsize=4096)  # pure, and the same patterns recur in every Policy
 def expand_action(pattern: str) -> frozenset[str]:
     """Concrete actions granted by one pattern; empty when it names nothing we know."""
     low = pattern.lower()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from .claims import lookup, valid_key
@@ -79,6 +80,7 @@ def parse_operator(name: str) -> Operator:
     return Operator(name, base, negated, quantifier, if_exists)
 
 
+@lru_cache(maxsize=8192)  # the same few patterns recur across statements, Roles and tools
 def glob_regex(pattern: str) -> re.Pattern[str]:
     """`*` and `?` wildcards only, anchored at both ends (AWS StringLike)."""
     out = []

@@ -358,4 +358,11 @@ def resource_matches(pattern: str, resource: str) -> bool:
         ns, fn = split_resource(resource)
     except ValueError:
         return False
-    return glob_regex(pns).fullmatch(ns) is not None and glob_regex(pfn).fullmatch(fn) is not None
+    return _part_matches(pns, ns) and _part_matches(pfn, fn)
+
+
+def _part_matches(pattern: str, value: str) -> bool:
+    """A literal part is a string comparison; only a glob needs a regular expression."""
+    if "*" not in pattern and "?" not in pattern:
+        return pattern == value
+    return glob_regex(pattern).fullmatch(value) is not None

@@ -143,23 +143,36 @@ def who_can(config: IamConfig, action: str, resource: str, protection: Protectio
         raise ValueError(f"unknown action {action!r}")
     index = policy_index(config)
     exact = _concrete(resource)
-    out: list[RoleAccess] = []
-    for role in config.roles:
-        allows: list[Grant] = []
-        denies: list[Grant] = []
-        for name in role.policies:
+    protected = exact and any(protection.protects(a, resource) for a in actions)
+    per_policy: dict[str, tuple[list[Grant], list[Grant]]] = {}  # Roles share Policies: each is read once
+
+    def grants(name: str) -> tuple[list[Grant], list[Grant]]:
+        if name not in per_policy:
+            allows: list[Grant] = []
+            denies: list[Grant] = []
             for cs in index.statements.get(name, []):
                 if not cs.actions & actions:
                     continue
                 covered = _statement_resources(cs, resource, exact)
-                if covered and not cs.deny and exact and any(protection.protects(a, resource) for a in actions):
+                if covered and not cs.deny and protected:
                     covered = tuple(r for r in covered if r == resource)  # wildcards stop at the bundle
                 if not covered and cs.deny and any("${" in r for r in cs.statement.resources):
                     covered = tuple(cs.statement.resources)  # a Deny fails closed when its variable is unresolved
                 if covered:
                     (denies if cs.deny else allows).append(_grant(name, cs, covered))
-        if allows:
-            out.append(RoleAccess(role.name, describe_role(role), tuple(allows), tuple(denies)))
+            per_policy[name] = (allows, denies)
+        return per_policy[name]
+
+    out: list[RoleAccess] = []
+    for role in config.roles:
+        role_allows: list[Grant] = []
+        role_denies: list[Grant] = []
+        for name in role.policies:
+            a, d = grants(name)
+            role_allows += a
+            role_denies += d
+        if role_allows:
+            out.append(RoleAccess(role.name, describe_role(role), tuple(role_allows), tuple(role_denies)))
     return out
 
 
@@ -217,25 +230,45 @@ class ConfigDiff:
 Line = tuple[str, str, str]  # (action, resource, condition)
 
 
+PolicyLines = tuple[frozenset[Line], frozenset[Line], tuple[str, ...]]
+
+
+def _policy_lines(config: IamConfig) -> dict[str, PolicyLines]:
+    """Each Policy's (action, resource, condition) lines, Allow and Deny, and what is approximate; once."""
+
+    def build(cfg: IamConfig) -> dict[str, PolicyLines]:
+        out: dict[str, PolicyLines] = {}
+        for policy in cfg.policies:
+            allow: set[Line] = set()
+            deny: set[Line] = set()
+            approx: list[str] = []
+            for st in policy.statements:
+                actions: set[str] = set()
+                for a in st.actions:
+                    actions |= expand_action(a)
+                when = describe_condition(st.condition)
+                target = deny if st.effect == "Deny" else allow
+                target.update((action, res, when) for action in actions for res in st.resources)
+                if st.condition is not None or any("${" in r for r in st.resources):
+                    approx.append(f"{policy.name}/{st.sid} depends on the token's claims")
+            out[policy.name] = (frozenset(allow), frozenset(deny), tuple(approx))
+        return out
+
+    return config.derived("policy-lines", build)
+
+
 def _grants(config: IamConfig, role: Role) -> tuple[set[Line], set[Line], list[str]]:
-    """The Role's (action, resource, condition) lines, Allow and Deny, and what is approximate."""
+    """The Role's lines: the union of its Policies'."""
+    lines = _policy_lines(config)
     allow: set[Line] = set()
     deny: set[Line] = set()
     approx: list[str] = []
     for name in role.policies:
-        policy = config.policy(name)
-        if policy is None:
-            continue
-        for st in policy.statements:
-            actions: set[str] = set()
-            for a in st.actions:
-                actions |= expand_action(a)
-            when = describe_condition(st.condition)
-            for action in actions:
-                for res in st.resources:
-                    (deny if st.effect == "Deny" else allow).add((action, res, when))
-            if st.condition is not None or any("${" in r for r in st.resources):
-                approx.append(f"{name}/{st.sid} depends on the token's claims")
+        if name in lines:
+            a, d, x = lines[name]
+            allow |= a
+            deny |= d
+            approx += x
     return allow, deny, approx
 
 
