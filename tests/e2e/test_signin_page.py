@@ -624,3 +624,32 @@ def test_each_local_listener_answers_only_as_its_own_host(env: Env, browser) -> 
     sign_in_in_browser(browser, env, "alice")
     browser.get(f"http://localhost:{port}/function/evil/")
     assert "421 Misdirected Request" in browser.find_element(By.TAG_NAME, "body").text
+
+
+def test_cli_callback_page_in_a_browser(browser, tmp_path: Path) -> None:
+    """`openfaas-iam auth`'s loopback page: the sign-in page's look, the subject named, at both widths."""
+    import threading
+
+    from selenium.webdriver.common.by import By
+
+    from openfaas_iam.oidc_client import CallbackServer
+
+    port = free_port()
+    server = CallbackServer("127.0.0.1", port, "the-state", awaits_report=True)
+    # The "IdP" sends the browser straight back with a code, as after a real login.
+    server.authorize_url = f"http://127.0.0.1:{port}/oauth/callback?code=c&state=the-state"
+    claims = {"sub": "alice", "name": "Alice Example", "iss": "https://keycloak.example.com/realms/openfaas"}
+    threading.Thread(target=lambda: (server.wait(20), server.report(claims=claims)), daemon=True).start()
+    browser.get(f"http://127.0.0.1:{port}{server.start_path}")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "You are signed in"
+    assert browser.find_element(By.ID, "subject").text == "alice"
+    assert "Alice Example" in visible(browser)
+    color = browser.execute_script("return getComputedStyle(document.querySelector('header')).backgroundColor")
+    assert color == "rgb(13, 17, 23)", "styled like the sign-in page (its stylesheet applied under the CSP)"
+    shots = {
+        "cli-callback.png": screenshot(browser, tmp_path / "cli-callback.png", 1280, 800),
+        "cli-callback-phone.png": screenshot(browser, tmp_path / "cli-callback-phone.png", 390, 844),
+    }
+    if os.environ.get("UPDATE_SCREENSHOT"):
+        for name, shot in shots.items():
+            shutil.copy(shot, ROOT / "docs" / name)
