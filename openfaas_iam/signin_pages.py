@@ -307,9 +307,10 @@ def signed_in(
     expires_text = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(exp))
     auth = escape(auth_command(gateway, authority, client_id))
     subject = escape(str(claims.get("sub", "")))
+    named, closing = (f"<strong>{escape(display_name)}</strong> (", ")") if display_name != "-" else ("", "")
     body = f"""<section aria-labelledby="who">
 <h1 id="who">You are signed in</h1>
-<p class="lead">as <strong>{escape(display_name)}</strong> (<code id="subject">{subject}</code>)
+<p class="lead">as {named}<code id="subject">{subject}</code>{closing}
 with <strong id="idp">{escape(idp_name)}</strong>. Your token expires
 <time datetime="{time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(exp))}">{expires_text}</time>
 <span class="pill" id="countdown" data-expires="{exp}" role="timer"></span></p>
