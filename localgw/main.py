@@ -254,6 +254,8 @@ class LocalGateway:
             "PUBLIC_GATEWAY_URL": self.public_url,
             "SIGNIN_ORIGIN": self.signin_origin,
         }
+        if authz_port and not env.get("PROXY_URL"):  # the page's suggested faas-cli --gateway
+            subst_env["PROXY_URL"] = f"http://127.0.0.1:{authz_port}"
         self.stack: Stack = load_stack(stack_path, subst_env)
         state_dir = state_dir.resolve()
         self.state_dir = state_dir

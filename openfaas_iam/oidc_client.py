@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import jwt
 import requests
 
+from . import signin_pages
 from .exchange import GRANT_TYPE, TT
 
 
@@ -148,6 +149,9 @@ def pkce_pair() -> tuple[str, str]:
 OPENED_TWICE = "the sign-in link was opened twice; another local user may have tried to use it; run the command again"
 CONTEST_WINDOW = 3.0  # seconds after the start page is served during which a second opening still counts
 MAX_CONNECTIONS = 8  # threads the loopback server may use at once; more connections are closed at once
+# How long the callback's page waits for the command to redeem the code and verify the id_token
+# (each call to the IdP has a 15-second deadline), so that it can say who signed in.
+REPORT_WAIT = 35.0
 
 
 class _BoundedServer(http.server.ThreadingHTTPServer):
@@ -196,8 +200,13 @@ class CallbackServer:
     prints the attacker's identity ("Signed in as ...") before anything is used.
     """
 
-    def __init__(self, host: str, port: int, state: str = "") -> None:
+    def __init__(self, host: str, port: int, state: str = "", *, awaits_report: bool = False) -> None:
+        """`awaits_report`: the callback's page waits for `report` (who signed in, or why not)."""
         self.result: dict[str, str] | None = None
+        self._awaits_report = awaits_report
+        self._reported = threading.Event()
+        self._answered = threading.Event()
+        self._outcome: tuple[dict[str, Any] | None, str | None] = (None, None)
         self.state = state
         self.start_path = f"/start/{secrets.token_urlsafe(16)}"
         self.authorize_url = ""
@@ -213,17 +222,27 @@ class CallbackServer:
         class Handler(http.server.BaseHTTPRequestHandler):
             timeout = 5  # seconds an idle or slow connection may hold its own thread
 
-            def _answer(self, status: int, text: str, location: str | None = None, cookie: str | None = None) -> None:
-                body = f"<!doctype html><title>openfaas-iam</title><p>{text}</p>".encode()
+            def _answer(
+                self,
+                status: int,
+                text: str,
+                location: str | None = None,
+                cookie: str | None = None,
+                *,
+                title: str = "openfaas-iam auth",
+                ok: bool | None = None,
+                claims: dict[str, Any] | None = None,
+            ) -> None:
+                page = signin_pages.cli_page(title, text, ok=ok, claims=claims)
+                body = page.encode()
                 self.send_response(status)
                 if location:
                     self.send_header("Location", location)
                 if cookie:
                     self.send_header("Set-Cookie", cookie)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
+                for name, value in signin_pages.cli_headers(page).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.send_header("Referrer-Policy", "no-referrer")
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -250,6 +269,8 @@ class CallbackServer:
                         self._answer(
                             409,
                             "This sign-in link was opened twice, so the sign-in was stopped. Run the command again.",
+                            title="Sign-in stopped",
+                            ok=False,
                         )
                     return
                 if url.path != "/oauth/callback":
@@ -269,8 +290,31 @@ class CallbackServer:
                         return
                     outer.result = {k: v[0] for k, v in query.items()}
                     outer._done.set()
-                done = "Signed in. You can close this window." if "code" in outer.result else "Sign-in failed."
-                self._answer(200, done)
+                try:
+                    self._finish_page()
+                finally:
+                    outer._answered.set()
+
+            def _finish_page(self) -> None:
+                """The page that ends the sign-in: who signed in (once the command has checked), or why not."""
+                assert outer.result is not None
+                if outer._awaits_report:
+                    outer._reported.wait(REPORT_WAIT)
+                claims, problem = outer._outcome
+                if problem is not None or "code" not in outer.result:
+                    reason = (problem or "your identity provider did not sign you in").rstrip(".")
+                    text = f"{reason[:1].upper()}{reason[1:]}. The command in your terminal says what to do."
+                    self._answer(200, text, title="Sign-in failed", ok=False)
+                elif claims is not None:
+                    self._answer(
+                        200,
+                        "The command is saving your OpenFaaS token for faas-cli. You can close this window.",
+                        title="You are signed in",
+                        ok=True,
+                        claims=claims,
+                    )
+                else:
+                    self._answer(200, "Signed in. Return to your terminal; you can close this window.", ok=True)
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -281,6 +325,17 @@ class CallbackServer:
             raise AuthFlowError(f"cannot listen on {host}:{port} for the callback ({e.strerror}); use --port") from None
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
+
+    def report(self, claims: dict[str, Any] | None = None, problem: str | None = None) -> None:
+        """Give the callback's page the outcome: the verified id_token's claims, or the problem.
+
+        When a callback is being answered, waits (briefly) until its page has been sent, so the
+        command does not exit before the browser is told who signed in.
+        """
+        self._outcome = (claims, problem)
+        self._reported.set()
+        if self.result is not None:
+            self._answered.wait(5)
 
     def wait(self, timeout: float) -> dict[str, str]:
         """The callback's query; `timeout` is the total time the sign-in may take.
@@ -387,7 +442,7 @@ def code_flow(
     state, nonce = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     host = urlsplit(redirect_host).hostname or "127.0.0.1"
     redirect_uri = f"{redirect_host.rstrip('/')}:{port}/oauth/callback"
-    server = CallbackServer(host, port, state)
+    server = CallbackServer(host, port, state, awaits_report=True)
     url = authorization_url(meta, client_id, redirect_uri, scope, challenge, state, nonce, audience)
     server.authorize_url = url
     # The browser gets a one-shot local address, not the authorization URL: a browser's command
@@ -405,6 +460,33 @@ def code_flow(
     say(
         ("Opened your browser to sign in. If it did not open, visit:\n" if opened else "Sign in by visiting:\n") + start
     )
+    try:
+        id_token, claims = _redeem_callback(
+            server, timeout, state, meta, client_id, client_secret, redirect_uri, verifier, nonce, session
+        )
+    except AuthFlowError as e:
+        server.report(problem=str(e))
+        raise
+    except BaseException:
+        server.report(problem="the sign-in could not be finished")
+        raise
+    server.report(claims=claims)
+    return id_token
+
+
+def _redeem_callback(
+    server: CallbackServer,
+    timeout: float,
+    state: str,
+    meta: ProviderMetadata,
+    client_id: str,
+    client_secret: str | None,
+    redirect_uri: str,
+    verifier: str,
+    nonce: str,
+    session: requests.Session,
+) -> tuple[str, dict[str, Any]]:
+    """Wait for the callback, redeem its code, verify the id_token: (id_token, its claims)."""
     result = server.wait(timeout)
     if "error" in result:
         desc = result.get("error_description")
@@ -427,8 +509,7 @@ def code_flow(
     id_token = tokens.get("id_token")
     if not isinstance(id_token, str):
         raise AuthFlowError("the IdP returned no id_token; is the 'openid' scope allowed for this client?")
-    verify_id_token(id_token, meta, client_id, nonce, session)
-    return id_token
+    return id_token, verify_id_token(id_token, meta, client_id, nonce, session)
 
 
 def client_credentials(

@@ -71,6 +71,9 @@ class Settings:
     # The dedicated browser origin of the sign-in page (https://iam.example.com): never the gateway's.
     signin_origin: str = ""
     sso_scopes: str = "openid email profile groups"
+    sso_display_name: str = ""  # the IdP as people know it, on the sign-in page (empty: the issuer's host)
+    # The authorizing proxy's public host root (faas-cli --gateway), for the page's suggested commands.
+    proxy_url: str = ""
 
     def __post_init__(self) -> None:
         base = self.public_gateway_url.rstrip("/")
@@ -81,6 +84,7 @@ class Settings:
             object.__setattr__(self, "token_endpoint", f"{base}/function/iam-token/oauth/token")
         if not self.authz_url:
             object.__setattr__(self, "authz_url", f"{base}/function/iam-authz")
+        object.__setattr__(self, "proxy_url", (self.proxy_url or self.authz_url).rstrip("/"))
         origin = self.signin_origin.rstrip("/")
         object.__setattr__(self, "signin_origin", origin)
         if not self.sso_redirect_url and origin:
@@ -137,6 +141,8 @@ class Settings:
             sso_redirect_url=get("sso_redirect_url"),
             signin_origin=get("signin_origin"),
             sso_scopes=get("sso_scopes", "openid email profile groups"),
+            sso_display_name=get("sso_display_name"),
+            proxy_url=get("proxy_url"),
         )
 
     def report_only_now(self, now: float) -> bool:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
+from . import json_codec
 from .discovery import IssuerDiscovery
 from .errors import DiscoveryError, OAuthError, TokenError
 from .exchange import TT, ExchangeRequest, TokenExchange
@@ -32,17 +35,46 @@ FLOW_COOKIE = "iam_signin"
 SESSION_COOKIE = "iam_session"
 FLOW_TTL = 600
 SESSION_TTL = 12 * 3600
+log = logging.getLogger("openfaas_iam.signin")
 
 
 class SignInError(Exception):
-    """A sign-in that cannot go on; `title` and `message` are shown to the person, `status` is HTTP's."""
+    """A sign-in that cannot go on; `title` and `message` are shown to the person, `status` is HTTP's.
 
-    def __init__(self, title: str, message: str, status: int = 400, detail: str | None = None) -> None:
+    `stage` names the step that failed (`flow`, `idp`, `replay`, `redeem`, `verify`, `exchange`,
+    `store`, `discovery`, `config`) for the operator's log line: people report "it did not
+    work", and the log has to say where without anyone replaying the sign-in.
+    """
+
+    def __init__(
+        self, title: str, message: str, status: int = 400, detail: str | None = None, stage: str = "signin"
+    ) -> None:
         super().__init__(message)
         self.title = title
         self.message = message
         self.status = status
         self.detail = detail
+        self.stage = stage
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def failure_line(stage: str, reason: str, client: str = "") -> str:
+    """The one log line of a failed sign-in: JSON with the stage and the reason, never a secret.
+
+    Only what a SignInError carries goes in (its message and detail), never the query: the
+    code, state and tokens are not in those. The reason is one line (control characters
+    folded: an IdP's `error_description` cannot forge a second log entry) and capped.
+    """
+    text = _CONTROL.sub(" ", reason).strip()
+    return json_codec.dumps({"event": "signin_failed", "stage": stage, "reason": text[:300], "client": client}).decode()
+
+
+def log_failure(e: SignInError, client: str = "") -> None:
+    """Log a failed sign-in once, at warning level (the template writes it to the function's log)."""
+    reason = e.message + (f" ({e.detail})" if e.detail else "")
+    log.warning(failure_line(e.stage, reason, client))
 
 
 def host_of(url: str) -> str:
@@ -74,6 +106,9 @@ class SsoSettings:
     scopes: str = "openid email profile groups"
     # The page's own origin (https://iam.example.com): the only place it shows or hands out a token.
     origin: str = ""
+    # What people know their IdP as ("Example Corp SSO"); empty: the issuer's host name. The
+    # JwtIssuer's `metadata.name` is an operator's identifier, not something people recognise.
+    display_name: str = ""
 
     @property
     def base_path(self) -> str:
@@ -160,8 +195,15 @@ class SignIn:
             if self.sso.issuer in (i.name, i.iss):
                 return i
         raise SignInError(
-            "Sign-in is not configured", f"No JwtIssuer named {self.sso.issuer!r} is configured for people.", 404
+            "Sign-in is not configured",
+            f"No JwtIssuer named {self.sso.issuer!r} is configured for people.",
+            404,
+            stage="config",
         )
+
+    def idp_name(self, issuer: JwtIssuer) -> str:
+        """The IdP's name as people see it: `sso_display_name`, else the issuer URL's host."""
+        return self.sso.display_name or urlsplit(issuer.iss).hostname or issuer.name
 
     def _metadata(self, issuer: JwtIssuer) -> dict[str, Any]:
         now = time.monotonic()
@@ -175,6 +217,7 @@ class SignIn:
                     "failing, tell your platform team.",
                     503,
                     str(e),
+                    stage="discovery",
                 ) from None
         return self._meta[1]
 
@@ -185,7 +228,10 @@ class SignIn:
         endpoint = meta.get("authorization_endpoint")
         if not isinstance(endpoint, str):
             raise SignInError(
-                "Sign-in is not available", "The identity provider publishes no authorization endpoint.", 503
+                "Sign-in is not available",
+                "The identity provider publishes no authorization endpoint.",
+                503,
+                stage="discovery",
             )
         verifier = secrets.token_urlsafe(48)
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
@@ -218,15 +264,17 @@ class SignIn:
                     "The sign-in took too long, was already used, or was started in another browser. "
                     "Please sign in again.",
                     400,
+                    stage="flow",
                 )
             raise SignInError(
                 "This sign-in link is not yours",
                 "The response does not belong to this sign-in. Please sign in again.",
                 400,
+                stage="flow",
             )
         if "error" in query:
             desc = query.get("error_description") or query["error"]
-            raise SignInError("Your identity provider refused the sign-in", desc, 400)
+            raise SignInError("Your identity provider refused the sign-in", desc, 400, stage="idp")
         # Single-use on the server, not only by the browser deleting the cookie: a copied flow
         # cookie replayed at /callback is refused before any call to the IdP (one atomic add).
         try:
@@ -235,11 +283,14 @@ class SignIn:
             raise _store_down("Sign-in is not available right now") from None
         if not first:
             raise SignInError(
-                "This sign-in was already used", "Each sign-in link works once. Please sign in again.", 400
+                "This sign-in was already used",
+                "Each sign-in link works once. Please sign in again.",
+                400,
+                stage="replay",
             )
         code = query.get("code")
         if not code:
-            raise SignInError("Sign-in failed", "The identity provider sent no authorization code.", 400)
+            raise SignInError("Sign-in failed", "The identity provider sent no authorization code.", 400, stage="idp")
         config = self.config()
         issuer = self.issuer(config)
         meta = self._metadata(issuer)
@@ -247,16 +298,22 @@ class SignIn:
         try:
             verified = verify_subject_token(id_token, config, self.jwks, self.leeway)
         except TokenError as e:
-            raise SignInError("We could not verify your sign-in", str(e), 400) from None
+            raise SignInError("We could not verify your sign-in", str(e), 400, stage="verify") from None
         if self.sso.client_id not in (
             [verified.claims["aud"]] if isinstance(verified.claims["aud"], str) else verified.claims["aud"]
         ):
             raise SignInError(
-                "We could not verify your sign-in", "The id_token was not issued to this application.", 400
+                "We could not verify your sign-in",
+                "The id_token was not issued to this application.",
+                400,
+                stage="verify",
             )
         if not secrets.compare_digest(str(verified.claims.get("nonce", "")), flow["n"]):
             raise SignInError(
-                "We could not verify your sign-in", "The id_token's nonce does not match this sign-in.", 400
+                "We could not verify your sign-in",
+                "The id_token's nonce does not match this sign-in.",
+                400,
+                stage="verify",
             )
         try:
             result = self.exchange.exchange(ExchangeRequest(id_token, TT + "id_token", None, (), None), client=client)
@@ -267,8 +324,9 @@ class SignIn:
                     "You signed in, but no Role gives you any policy. Ask your platform team to add a Role for "
                     f"this subject: {verified.claims['sub']}",
                     403,
+                    stage="exchange",
                 ) from None
-            raise SignInError("Sign-in failed", e.description, e.status) from None
+            raise SignInError("Sign-in failed", e.description, e.status, stage="exchange") from None
         return self.open_session(result["access_token"], int(result["expires_in"])), result
 
     def open_session(self, token: str, expires_in: int) -> str:
@@ -288,7 +346,9 @@ class SignIn:
     def _redeem(self, meta: dict[str, Any], code: str, verifier: str) -> str:
         endpoint = meta.get("token_endpoint")
         if not isinstance(endpoint, str):
-            raise SignInError("Sign-in is not available", "The identity provider publishes no token endpoint.", 503)
+            raise SignInError(
+                "Sign-in is not available", "The identity provider publishes no token endpoint.", 503, stage="discovery"
+            )
         fetcher = self.discovery.fetcher
         # Through the bounded fetcher: a total deadline, one of its per-origin slots and its size
         # cap, so a slow token endpoint cannot hold the page's threads (requests' timeout is per read).
@@ -309,14 +369,18 @@ class SignIn:
                 "We could not reach your organisation's sign-in service. Try again in a minute.",
                 503,
                 summarise(str(e)),
+                stage="redeem",
             ) from None
         if status != 200:
             desc = body.get("error_description") or body.get("error") or f"HTTP {status}"
-            raise SignInError("Your identity provider refused the sign-in", str(desc), 400)
+            raise SignInError("Your identity provider refused the sign-in", str(desc), 400, stage="redeem")
         id_token = body.get("id_token")
         if not isinstance(id_token, str):
             raise SignInError(
-                "Sign-in failed", "The identity provider returned no id_token (is the openid scope allowed?).", 400
+                "Sign-in failed",
+                "The identity provider returned no id_token (is the openid scope allowed?).",
+                400,
+                stage="redeem",
             )
         return id_token
 
@@ -360,7 +424,7 @@ def _store_down(title: str, message: str = "The session store is unreachable. Tr
 
     The page names no Redis address: RedisCache has already logged what to fix for the operator.
     """
-    return SignInError(title, message, 503, "session store unavailable")
+    return SignInError(title, message, 503, "session store unavailable", stage="store")
 
 
 def _flow_key(state: str) -> str:

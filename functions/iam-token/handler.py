@@ -18,7 +18,7 @@ import requests
 from openfaas_iam import signin_pages as pages
 from openfaas_iam.audit import AuditLog
 from openfaas_iam.errors import InvalidRequest, OAuthError
-from openfaas_iam.exchange import TokenExchange, parse_request
+from openfaas_iam.exchange import TT, ExchangeRequest, TokenExchange, parse_request
 from openfaas_iam.jws import decode_json
 from openfaas_iam.responses import NO_STORE, json_response, not_ready_message, oauth_error
 from openfaas_iam.routing import Router
@@ -32,6 +32,7 @@ from openfaas_iam.signin import (
     SignInError,
     SsoSettings,
     cookie,
+    log_failure,
     parse_cookies,
 )
 from openfaas_iam.watched_file import Unavailable, WatchedFile, read_stripped
@@ -98,7 +99,13 @@ def signin() -> SignIn:
         ) from None
     if _signin is None or _signin.sso.client_secret != secret:
         sso = SsoSettings(
-            s.sso_issuer, s.sso_client_id, secret, s.sso_redirect_url, s.sso_scopes, origin=s.signin_origin
+            s.sso_issuer,
+            s.sso_client_id,
+            secret,
+            s.sso_redirect_url,
+            s.sso_scopes,
+            origin=s.signin_origin,
+            display_name=s.sso_display_name,
         )
         _signin = SignIn(
             sso=sso,
@@ -155,8 +162,12 @@ def browser_page(view):
 def home(event, si: SignIn):
     session = si.current(parse_cookies(event.headers.get("Cookie")))
     if session is None:
-        issuer = si.issuer(rt.config.get())
-        return html(200, pages.landing(BASE, issuer.name))
+        return html(200, pages.landing(BASE, si.idp_name(si.issuer(rt.config.get()))))
+    return html(200, signed_in_page(si, session))
+
+
+def signed_in_page(si: SignIn, session: dict, function_token: pages.FunctionTokenResult | None = None):
+    """The signed-in page for `session`, with its effective permissions asked of iam-authz (/whoami)."""
     token_value = session["t"]
     claims = decode_json(token_value.split(".")[1])
     whoami, problem = None, None
@@ -168,22 +179,62 @@ def home(event, si: SignIn):
             problem = f"HTTP {r.status_code}"
     except (requests.RequestException, ValueError) as e:
         problem = type(e).__name__
-    rendered = pages.signed_in(
+    issuer = si.issuer(rt.config.get())
+    return pages.signed_in(
         base=BASE,
         claims=claims,
         token=token_value,
         whoami=whoami,
         whoami_error=problem,
-        gateway=s.authz_url,
+        gateway=s.proxy_url,
         csrf=session["c"],
+        idp_name=si.idp_name(issuer),
+        authority=issuer.iss,
+        client_id=si.sso.client_id,
+        namespace=s.bundle_namespace,
+        gateway_url=s.public_gateway_url,
+        function_token=function_token,
     )
-    return html(200, rendered)
+
+
+@router.route("/function-token", "POST")
+@browser_page
+def function_token(event, si: SignIn):
+    """The page's form: a function token for one function (`audience=<ns>:<fn>`), answered on the page.
+
+    Like sign-out, the form carries the session's CSRF value, so another site cannot mint
+    tokens in the person's name (it could not read them either: the answer is a navigation).
+    The exchange decides it exactly as POST /oauth/token would, audited the same way.
+    """
+    session = si.current(parse_cookies(event.headers.get("Cookie")))
+    if session is None:
+        return html(401, pages.landing(BASE, si.idp_name(si.issuer(rt.config.get()))))
+    form = dict(parse_qsl(event.body.decode("utf-8", "replace")[: s.max_body_bytes]))
+    if not secrets.compare_digest(form.get("csrf", ""), session["c"]):
+        return failed(SignInError("Request refused", "The form did not come from this page.", 403))
+    audience = form.get("audience", "").strip()[:200]
+    if audience and ":" not in audience:
+        audience = f"{s.bundle_namespace}:{audience}"
+    if not audience:
+        result = pages.FunctionTokenResult("", refused="Name the function: namespace:name, or a name.")
+        return html(400, signed_in_page(si, session, result))
+    request = ExchangeRequest(session["t"], TT + "access_token", "function", (audience,), None)
+    try:
+        answer = exchange.exchange(request, client=event.remote_addr)
+    except OAuthError as e:
+        return html(403, signed_in_page(si, session, pages.FunctionTokenResult(audience, refused=e.description)))
+    result = pages.FunctionTokenResult(audience, answer["access_token"], int(answer.get("expires_in", 0)))
+    return html(200, signed_in_page(si, session, result))
 
 
 @router.route("/login", "GET")
 @browser_page
 def login(event, si: SignIn):
-    url, flow = si.start()
+    try:
+        url, flow = si.start()
+    except SignInError as e:
+        log_failure(e, event.remote_addr)
+        raise
     return {
         "statusCode": 302,
         "body": "",
@@ -198,6 +249,7 @@ def callback(event, si: SignIn):
     try:
         sealed, _ = si.finish(dict(event.query), parse_cookies(event.headers.get("Cookie")), event.remote_addr)
     except SignInError as e:
+        log_failure(e, event.remote_addr)  # one line per failed sign-in: stage and reason, never a secret
         return html(e.status, pages.error(BASE, e.title, e.message, e.detail), [clear_flow])
     # 200 and a same-site step to the page, not a redirect: see pages.signing_in.
     return html(200, pages.signing_in(BASE), [clear_flow, cookie(SESSION_COOKIE, sealed, si.sso, SESSION_TTL)])

@@ -1,10 +1,27 @@
+// Copy a token without revealing it: the value is read from the (closed) disclosure's field.
 document.querySelectorAll('[data-copy]').forEach(function (button) {
+  button.hidden = false;
   button.addEventListener('click', function () {
-    var field = document.getElementById(button.getAttribute('data-copy'));
-    var done = function () { var label = button.textContent; button.textContent = 'Copied'; setTimeout(function () { button.textContent = label; }, 1500); };
-    if (navigator.clipboard) { navigator.clipboard.writeText(field.value).then(done, function () { field.select(); document.execCommand('copy'); done(); }); }
-    else { field.select(); document.execCommand('copy'); done(); }
+    var value = document.getElementById(button.getAttribute('data-copy')).value;
+    var label = button.textContent;
+    var done = function (text) { button.textContent = text; setTimeout(function () { button.textContent = label; }, 1500); };
+    var fallback = function () {
+      var scratch = document.createElement('textarea');
+      scratch.value = value; scratch.setAttribute('readonly', ''); scratch.className = 'offscreen';
+      document.body.appendChild(scratch); scratch.select();
+      var ok = false; try { ok = document.execCommand('copy'); } catch (e) { ok = false; }
+      document.body.removeChild(scratch); done(ok ? 'Copied' : 'Copy failed: use Show');
+    };
+    if (navigator.clipboard) { navigator.clipboard.writeText(value).then(function () { done('Copied'); }, fallback); }
+    else { fallback(); }
   });
+});
+// The disclosure's label says what pressing it does.
+document.querySelectorAll('details.secret').forEach(function (box) {
+  var summary = box.querySelector('summary');
+  var shown = summary.textContent.replace(/^Show /, 'Hide ');
+  var hidden = summary.textContent;
+  box.addEventListener('toggle', function () { summary.textContent = box.open ? shown : hidden; });
 });
 var countdown = document.getElementById('countdown');
 if (countdown) {

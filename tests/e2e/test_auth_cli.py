@@ -116,8 +116,10 @@ def test_human_code_flow_through_the_real_login_pages(env: Env, tmp_path: Path) 
         assert "code_challenge_method=S256" in url and "state=" in url and "nonce=" in url
         callback = drive_login(url, login="alice", redirect_uri=f"http://127.0.0.1:{env.callback_port}/oauth/callback")
         assert requests.get(callback, timeout=10).status_code == 400, "not from the browser that opened the link"
-        page = browser.get(callback, timeout=10)
-        assert "Signed in" in page.text
+        page = browser.get(callback, timeout=30)
+        # The callback page names who signed in (the verified id_token's subject), styled like the sign-in page.
+        assert "You are signed in" in page.text and '<code id="subject">alice</code>' in page.text
+        assert "'nonce-" in page.headers["Content-Security-Policy"]
         _, err = proc.communicate(timeout=30)
     finally:
         proc.kill()

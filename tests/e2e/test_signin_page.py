@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import jwt
 import pytest
 import requests
 from conftest import ROOT, free_port, make_project, start_gateway
@@ -20,6 +22,7 @@ from idp_server import OidcProvider, drive_login
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 CLIENT_SECRET = "openfaas-secret"
+DISPLAY_NAME = "Example Corp SSO"  # sso_display_name: what people know their IdP as
 ACCOUNTS: dict[str, Any] = {
     "alice": {
         "groups": ["dev", "ops"],
@@ -62,6 +65,7 @@ def docs(iss: str) -> list[dict[str, Any]]:
 
     return [
         obj("JwtIssuer", "people", {"iss": iss, "aud": ["openfaas"], "tokenExpiry": "1h"}),
+        # CE: one namespace, access by name prefix (issue 17).
         obj(
             "Policy",
             "dev-rw",
@@ -71,15 +75,29 @@ def docs(iss: str) -> list[dict[str, Any]]:
                         "sid": "own",
                         "effect": "Allow",
                         "action": ["Function:*"],
-                        "resource": ["dev-${jwt:preferred_username}:*"],
-                    },
-                    {
-                        "sid": "read-staging",
-                        "effect": "Allow",
-                        "action": ["Function:Get", "Function:List"],
-                        "resource": ["staging:*"],
+                        "resource": ["openfaas-fn:dev-${jwt:preferred_username}-*"],
                     },
                     {"sid": "no-secrets", "effect": "Deny", "action": ["Secret:*"], "resource": ["*"]},
+                ]
+            },
+        ),
+        obj(
+            "Policy",
+            "ops-ro",
+            {
+                "statement": [
+                    {
+                        "sid": "read",
+                        "effect": "Allow",
+                        "action": ["Function:Get", "Function:List", "Function:Logs", "Function:Invoke"],
+                        "resource": ["openfaas-fn:*"],
+                    },
+                    {
+                        "sid": "not-billing",
+                        "effect": "Deny",
+                        "action": ["Function:Invoke"],
+                        "resource": ["openfaas-fn:billing"],
+                    },
                 ]
             },
         ),
@@ -88,12 +106,17 @@ def docs(iss: str) -> list[dict[str, Any]]:
             "developers",
             {"policy": ["dev-rw"], "condition": {"ForAnyValue:StringEqual": {"jwt:groups": ["dev"]}}},
         ),
+        obj(
+            "Role",
+            "operators",
+            {"policy": ["ops-ro"], "condition": {"ForAnyValue:StringEqual": {"jwt:groups": ["ops"]}}},
+        ),
     ]
 
 
 class Env:
-    def __init__(self, idp: OidcProvider, gw: Any) -> None:
-        self.idp, self.gw = idp, gw
+    def __init__(self, idp: OidcProvider, gw: Any, proxy: str) -> None:
+        self.idp, self.gw, self.proxy = idp, gw, proxy
         self.base = f"http://127.0.0.1:{gw.port}"  # the gateway's shared origin: every function lives here
         self.page = gw.signin_origin  # the sign-in page's own origin: http://localhost:<port>
         self.shared_page = f"{self.base}/function/iam-token"
@@ -102,7 +125,7 @@ class Env:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("signin")
-    port, signin_port = free_port(), free_port()
+    port, signin_port, authz_port = free_port(), free_port(), free_port()
     idp = OidcProvider(free_port(), redirect_uris=[f"http://localhost:{signin_port}/callback"]).start(accounts=ACCOUNTS)
     (tmp / "iam.json").write_text(json.dumps(docs(idp.issuer)))
     store = tmp / "state" / "secrets" / "sso-client-secret"
@@ -112,12 +135,13 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         tmp,
         iam_config=tmp / "iam.json",
         port=port,
-        env={"SSO_ISSUER": "people", "SSO_CLIENT_ID": "openfaas"},
+        env={"SSO_ISSUER": "people", "SSO_CLIENT_ID": "openfaas", "SSO_DISPLAY_NAME": DISPLAY_NAME},
         stack=make_project(tmp / "project", HOSTILE),
         signin_port=signin_port,
+        authz_port=authz_port,
     )
     try:
-        yield Env(idp, gw)
+        yield Env(idp, gw, f"http://127.0.0.1:{authz_port}")
     finally:
         gw.stop()
         idp.stop()
@@ -156,6 +180,30 @@ def browser(tmp_path: Path):
         driver.quit()
 
 
+def screenshot(browser, path: Path, width: int, height: int) -> Path:
+    """The viewport at `width` x `height` CSS pixels (a phone: mobile emulation), checked for sideways scrolling."""
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600},
+    )
+    try:
+        assert browser.execute_script("return window.innerWidth") == width
+        overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the page scrolls sideways at {width}px ({overflow}px)"
+        browser.save_screenshot(str(path))
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    assert path.stat().st_size > 10_000
+    return path
+
+
+def visible(browser) -> str:
+    """What a person sees: the rendered text of the whole page (closed disclosures excluded)."""
+    from selenium.webdriver.common.by import By
+
+    return browser.find_element(By.TAG_NAME, "body").text
+
+
 def test_sign_in_see_copy_use_and_sign_out(env: Env, browser, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -164,7 +212,9 @@ def test_sign_in_see_copy_use_and_sign_out(env: Env, browser, tmp_path: Path) ->
     wait = WebDriverWait(browser, 20, ignored_exceptions=TRANSIENT)
     browser.get(env.page + "/")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in to OpenFaaS"
-    browser.find_element(By.LINK_TEXT, "Sign in").click()
+    # The IdP by the name people know (sso_display_name), not the JwtIssuer's internal name.
+    assert browser.find_element(By.ID, "idp").text == DISPLAY_NAME and "people" not in visible(browser)
+    browser.find_element(By.LINK_TEXT, f"Sign in with {DISPLAY_NAME}").click()
     # The real provider's login page (oidc-provider's dev interactions), then its consent page.
     wait.until(ec.presence_of_element_located((By.NAME, "login"))).send_keys("alice")
     browser.find_element(By.NAME, "password").send_keys("any password")
@@ -175,28 +225,53 @@ def test_sign_in_see_copy_use_and_sign_out(env: Env, browser, tmp_path: Path) ->
 
     assert browser.current_url == env.page + "/"
     assert browser.find_element(By.ID, "subject").text == "fed:alice"
-    assert browser.find_element(By.ID, "policies").text == "dev-rw"
+    assert browser.find_element(By.ID, "idp").text == DISPLAY_NAME
+    policies = browser.find_element(By.ID, "policies").text
+    assert "dev-rw" in policies and "ops-ro" in policies
     body = browser.find_element(By.TAG_NAME, "main").text
     assert env.idp.issuer in body and "Alice Example" in body and "dev" in body and "ops" in body
     rows = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "tbody tr")]
-    assert len(rows) == 3 and "dev-alice:*" in rows[0] and "Deny" in rows[2]
+    assert len(rows) == 4 and "openfaas-fn:dev-alice-*" in rows[0] and "Deny" in rows[1]
     countdown = browser.find_element(By.ID, "countdown")
     wait.until(lambda d: "left" in countdown.text)
     first = countdown.text
     time.sleep(1.2)
     assert countdown.text != first and re.match(r"\d+m \d\ds left", countdown.text), "the expiry counts down"
-    assert "export OPENFAAS_TOKEN=" in body and "faas-cli list --gateway" in body
+    # Commands first, for this user: save a token for the proxy's host root, then what the policies allow.
+    auth = browser.find_element(By.ID, "auth-command").text
+    assert f"openfaas-iam auth --gateway {env.proxy}" in auth
+    assert f"--authority {env.idp.issuer} --client-id openfaas" in auth
+    commands = browser.find_element(By.ID, "commands").text
+    assert f"faas-cli list --gateway {env.proxy}" in commands
 
-    # Copy the token (the button), then use what was copied against /authorize.
+    # The token: hidden until asked for, and in the page once.
     token = browser.find_element(By.ID, "token").get_attribute("value")
+    assert token.count(".") == 2
+    assert browser.page_source.count(token) == 1, "the token is in the page once"
+    assert token not in visible(browser) and token[:40] not in visible(browser), "hidden until asked for"
+    assert not browser.find_element(By.ID, "token").is_displayed()
+    # Copy works without revealing it; then use what was copied against /authorize.
     button = browser.find_element(By.CSS_SELECTOR, "button[data-copy=token]")
+    assert button.is_displayed(), "the script shows the copy button"
+    browser.execute_cdp_cmd(
+        "Browser.grantPermissions",
+        {"origin": env.page, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+    )
     button.click()
     wait.until(lambda d: button.text == "Copied")
+    copied = browser.execute_async_script(
+        "var done = arguments[0]; navigator.clipboard.readText().then(done, function (e) { done('error: ' + e); });"
+    )
+    assert copied == token, "the clipboard holds the token"
+    assert token[:40] not in visible(browser) and not browser.find_element(By.ID, "token").is_displayed()
+    browser.find_element(By.XPATH, "//summary[normalize-space()='Show token']").click()
+    wait.until(lambda d: d.find_element(By.ID, "token").is_displayed())
+    assert browser.find_element(By.XPATH, "//summary[normalize-space()='Hide token']")
     decision = requests.post(
         f"{env.base}/function/iam-authz/authorize",
         json=[
-            {"action": "Function:Deploy", "resource": "dev-alice:x"},
-            {"action": "Function:Create", "resource": "dev-alice:x"},
+            {"action": "Function:Deploy", "resource": "openfaas-fn:dev-alice-x"},
+            {"action": "Function:Create", "resource": "openfaas-fn:dev-alice-x"},
         ],
         headers={"Authorization": f"Bearer {token}"},
         timeout=10,
@@ -210,24 +285,41 @@ def test_sign_in_see_copy_use_and_sign_out(env: Env, browser, tmp_path: Path) ->
     assert session["domain"] == "localhost" and session["path"] == "/", "host-only, for the sign-in origin"
     assert len(session["value"]) < 400, "the token stays server-side: the cookie is an id"
 
-    shot = tmp_path / "signin.png"
-    browser.save_screenshot(str(shot))
-    assert shot.stat().st_size > 10_000
+    # The function-token form, in the browser: answered on the page, the token hidden until asked for.
+    browser.get(env.page + "/")
+    field = browser.find_element(By.ID, "audience")
+    field.send_keys("dev-alice-api")
+    browser.find_element(By.XPATH, "//button[normalize-space()='Get function token']").click()
+    wait.until(ec.presence_of_element_located((By.ID, "fn-result")))
+    assert "openfaas-fn:dev-alice-api" in browser.find_element(By.ID, "fn-result").text
+    fn_token = browser.find_element(By.ID, "fn-token").get_attribute("value")
+    assert fn_token.count(".") == 2 and browser.page_source.count(fn_token) == 1
+    assert fn_token[:40] not in visible(browser) and not browser.find_element(By.ID, "fn-token").is_displayed()
+    browser.find_element(By.XPATH, "//summary[normalize-space()='Show function token']").click()
+    wait.until(lambda d: d.find_element(By.ID, "fn-token").is_displayed())
+
+    # Screenshots at desktop and phone widths, of the page as people first see it.
+    browser.get(env.page + "/")
+    wait.until(lambda d: "left" in d.find_element(By.ID, "countdown").text)
+    shots = {}
+    for name, (width, height) in {"signin.png": (1280, 800), "signin-phone.png": (390, 844)}.items():
+        shots[name] = screenshot(browser, tmp_path / name, width, height)
     if os.environ.get("UPDATE_SCREENSHOT"):
-        shutil.copy(shot, ROOT / "docs" / "signin.png")
+        for name, shot in shots.items():
+            shutil.copy(shot, ROOT / "docs" / name)
 
     # A GET of /logout (a link, an image, another site) only asks.
     browser.get(env.page + "/logout")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Sign out?"
     browser.get(env.page + "/")
     assert browser.find_element(By.TAG_NAME, "h1").text == "You are signed in"
-    copied = {"iam_session": session["value"]}
+    copied_cookie = {"iam_session": session["value"]}
     browser.find_element(By.XPATH, "//button[normalize-space()='Sign out']").click()
     wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "h1"), "You are signed out"))
     browser.get(env.page + "/")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in to OpenFaaS"
     # A copy of the cookie taken before sign-out is no session any more (revoked server-side).
-    r = requests.get(env.page + "/", cookies=copied, timeout=10)
+    r = requests.get(env.page + "/", cookies=copied_cookie, timeout=10)
     assert "Sign in to OpenFaaS" in r.text and token not in r.text
 
 
@@ -285,6 +377,121 @@ def test_errors_people_understand(env: Env) -> None:
             "default-src 'none'" in page.headers["Content-Security-Policy"]
             and page.headers["Cache-Control"] == "no-store"
         )
+
+
+def signed_in_session(env: Env, login: str) -> tuple[requests.Session, str]:
+    """A requests session signed in as `login` on the sign-in origin, and the page it sees."""
+    s, url = start_flow(env)
+    assert s.get(drive_login(url, login=login, redirect_uri=f"{env.page}/callback"), timeout=10).status_code == 200
+    r = s.get(f"{env.page}/", timeout=10)
+    assert "You are signed in" in r.text
+    return s, r.text
+
+
+def section(page: str, element_id: str) -> str:
+    """The text of the element with this id (tags dropped), from the page's HTML."""
+    m = re.search(rf'id="{element_id}"[^>]*>(.*?)</(pre|p|div)>', page, re.S)
+    assert m, element_id
+    return html.unescape(re.sub(r"<[^>]+>", "", m.group(1)))
+
+
+def test_suggested_commands_follow_each_users_permissions(env: Env) -> None:
+    """Issue 17: a `faas-cli list` for someone whose access is a name prefix answers 403."""
+    _, alice = signed_in_session(env, "alice")  # dev-rw and ops-ro: the whole namespace to read
+    _, eve = signed_in_session(env, "eve")  # dev-rw only: her own prefix
+    for page in (alice, eve):
+        auth = section(page, "auth-command")
+        assert f"openfaas-iam auth --gateway {env.proxy}" in auth and f"--authority {env.idp.issuer}" in auth
+        assert "secret list" not in section(page, "commands"), "Secret:* is denied"
+    a, e = section(alice, "commands"), section(eve, "commands")
+    assert f"faas-cli list --gateway {env.proxy}" in a
+    assert "faas-cli list" not in e, "eve may not list the namespace"
+    assert f"faas-cli describe dev-eve-NAME --gateway {env.proxy}" in e
+    assert f"faas-cli deploy --image IMAGE --name dev-eve-NAME --gateway {env.proxy}" in e
+    assert f"faas-cli logs dev-eve-NAME --gateway {env.proxy}" in e
+    assert "dev-alice" not in e and "dev-eve" not in a
+    # What each suggestion needs is said next to it, and the proxy agrees with it.
+    assert "# Function:List on openfaas-fn:*" in a and "# Function:Get on openfaas-fn:dev-eve-NAME" in e
+
+
+def csrf_of(page: str) -> str:
+    m = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert m
+    return html.unescape(m.group(1))
+
+
+def test_function_token_form(env: Env) -> None:
+    s, page = signed_in_session(env, "alice")
+    assert "You may invoke" in page and "openfaas-fn:dev-alice-NAME" in page
+    # Allowed: a function token for that one function, in the page once, behind "Show".
+    r = s.post(f"{env.page}/function-token", data={"csrf": csrf_of(page), "audience": "dev-alice-api"}, timeout=10)
+    assert r.status_code == 200 and 'id="fn-result"' in r.text
+    m = re.search(r'<textarea id="fn-token"[^>]*>([^<]+)</textarea>', r.text)
+    assert m and r.text.count(m.group(1)) == 1
+    claims = jwt.decode(m.group(1), options={"verify_signature": False})
+    assert claims["function"]["audience"] == ["openfaas-fn:dev-alice-api"]
+    assert "<details" in r.text and 'id="fn-token-box"' in r.text
+    # Denied (a Deny on billing): refused, with the exchange's reason, and no token.
+    r = s.post(
+        f"{env.page}/function-token", data={"csrf": csrf_of(page), "audience": "openfaas-fn:billing"}, timeout=10
+    )
+    assert r.status_code == 403 and 'id="fn-error"' in r.text and 'id="fn-token"' not in r.text
+    assert "openfaas-fn:billing is outside the subject&#x27;s Function:Invoke permissions" in r.text
+    # eve may invoke only her own prefix.
+    s2, page2 = signed_in_session(env, "eve")
+    r = s2.post(f"{env.page}/function-token", data={"csrf": csrf_of(page2), "audience": "dev-alice-api"}, timeout=10)
+    assert r.status_code == 403 and "outside the subject" in r.text
+    # Without the page's CSRF value nothing is minted.
+    r = s.post(f"{env.page}/function-token", data={"csrf": "guess", "audience": "dev-alice-api"}, timeout=10)
+    assert r.status_code == 403 and "fn-token" not in r.text and "The form did not come from this page" in r.text
+    # Not signed in: the landing page.
+    r = requests.post(f"{env.page}/function-token", data={"audience": "dev-alice-api"}, timeout=10)
+    assert r.status_code == 401 and "Sign in to OpenFaaS" in r.text
+
+
+def signin_failures(env: Env) -> list[dict[str, Any]]:
+    path = env.gw.log_dir / "iam-token.log"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line[line.index("{") :]) for line in lines if '"signin_failed"' in line]
+
+
+def wait_for_failures(env: Env, count: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 10
+    while len(found := signin_failures(env)) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
+def test_failed_sign_ins_are_logged_once_with_the_reason_and_no_secret(env: Env) -> None:
+    before = len(signin_failures(env))
+    secret_code = "CODE-" + "s3cr3t" * 4
+    # A state that is not this browser's flow.
+    s, _ = start_flow(env)
+    assert (
+        s.get(f"{env.page}/callback", params={"code": secret_code, "state": "forged-state"}, timeout=10).status_code
+        == 400
+    )
+    found = wait_for_failures(env, before + 1)
+    assert len(found) == before + 1
+    line = found[-1]
+    assert line["stage"] == "flow" and "does not belong to this sign-in" in line["reason"]
+    # The IdP refused (the person pressed cancel): its reason, once.
+    s, url = start_flow(env)
+    state = parse_qs(urlsplit(url).query)["state"][0]
+    r = s.get(
+        f"{env.page}/callback",
+        params={"error": "access_denied", "error_description": "End-User aborted\ninteraction", "state": state},
+        timeout=10,
+    )
+    assert r.status_code == 400
+    found = wait_for_failures(env, before + 2)
+    time.sleep(0.5)
+    found = signin_failures(env)
+    assert len(found) == before + 2, "one line per failed sign-in"
+    assert found[-1]["stage"] == "idp" and found[-1]["reason"] == "End-User aborted interaction"
+    raw = (env.gw.log_dir / "iam-token.log").read_text()
+    assert secret_code not in raw and state not in raw and "forged-state" not in raw
+    assert s.cookies.get("iam_signin") is None or s.cookies.get("iam_signin") not in raw
 
 
 def test_not_configured_is_a_404_page(local_gateway) -> None:
@@ -417,3 +624,32 @@ def test_each_local_listener_answers_only_as_its_own_host(env: Env, browser) -> 
     sign_in_in_browser(browser, env, "alice")
     browser.get(f"http://localhost:{port}/function/evil/")
     assert "421 Misdirected Request" in browser.find_element(By.TAG_NAME, "body").text
+
+
+def test_cli_callback_page_in_a_browser(browser, tmp_path: Path) -> None:
+    """`openfaas-iam auth`'s loopback page: the sign-in page's look, the subject named, at both widths."""
+    import threading
+
+    from selenium.webdriver.common.by import By
+
+    from openfaas_iam.oidc_client import CallbackServer
+
+    port = free_port()
+    server = CallbackServer("127.0.0.1", port, "the-state", awaits_report=True)
+    # The "IdP" sends the browser straight back with a code, as after a real login.
+    server.authorize_url = f"http://127.0.0.1:{port}/oauth/callback?code=c&state=the-state"
+    claims = {"sub": "alice", "name": "Alice Example", "iss": "https://keycloak.example.com/realms/openfaas"}
+    threading.Thread(target=lambda: (server.wait(20), server.report(claims=claims)), daemon=True).start()
+    browser.get(f"http://127.0.0.1:{port}{server.start_path}")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "You are signed in"
+    assert browser.find_element(By.ID, "subject").text == "alice"
+    assert "Alice Example" in visible(browser)
+    color = browser.execute_script("return getComputedStyle(document.querySelector('header')).backgroundColor")
+    assert color == "rgb(13, 17, 23)", "styled like the sign-in page (its stylesheet applied under the CSP)"
+    shots = {
+        "cli-callback.png": screenshot(browser, tmp_path / "cli-callback.png", 1280, 800),
+        "cli-callback-phone.png": screenshot(browser, tmp_path / "cli-callback-phone.png", 390, 844),
+    }
+    if os.environ.get("UPDATE_SCREENSHOT"):
+        for name, shot in shots.items():
+            shutil.copy(shot, ROOT / "docs" / name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import re
 import socket
 import stat
 import threading
@@ -216,6 +217,52 @@ def test_a_wrong_state_does_not_end_the_flow_before_the_right_one(tmp_path: Path
     threading.Timer(0.2, lambda: get(port, "/oauth/callback?code=x&state=wrong", browser)).start()
     threading.Timer(0.6, lambda: get(port, "/oauth/callback?code=y&state=right", browser)).start()
     assert server.wait(5)["code"] == "y"
+
+
+def test_the_callback_page_names_who_signed_in_and_looks_like_the_sign_in_page() -> None:
+    """Issue 17: the CLI's loopback page is styled like the sign-in page and says whom the command signed in."""
+    port = free_port()
+    server = CallbackServer("127.0.0.1", port, "s", awaits_report=True)
+    server.authorize_url = "https://idp.example/auth?state=s"
+    _, browser = open_start(port, server)
+    answers: list[tuple[int, str, dict[str, str]]] = []
+
+    def callback() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/oauth/callback?code=c&state=s", headers={"Cookie": browser})
+        resp = conn.getresponse()
+        answers.append((resp.status, resp.read().decode(), dict(resp.getheaders())))
+
+    asker = threading.Thread(target=callback)
+    asker.start()
+    assert server.wait(5) == {"code": "c", "state": "s"}
+    time.sleep(0.2)
+    assert not answers, "the page waits until the command has verified who signed in"
+    server.report(claims={"sub": "alice", "name": "Alice <Example>", "iss": "https://idp.example"})
+    asker.join(5)
+    status, page, headers = answers[0]
+    assert status == 200 and "You are signed in" in page
+    assert (
+        '<code id="subject">alice</code>' in page and "Alice &lt;Example&gt;" in page and "https://idp.example" in page
+    )
+    nonce = re.search(r'<style nonce="([^"]+)">', page)
+    assert nonce and f"style-src 'nonce-{nonce.group(1)}'" in headers["Content-Security-Policy"]
+    assert "default-src 'none'" in headers["Content-Security-Policy"] and headers["Cache-Control"] == "no-store"
+    assert "header .logo" in page, "the sign-in page's own stylesheet, inlined"
+    assert not re.search(r'(src|href)="', page), "nothing loaded from anywhere"
+
+    # A failure after the callback (the code could not be redeemed): the page says so, and why.
+    port = free_port()
+    server = CallbackServer("127.0.0.1", port, "s", awaits_report=True)
+    server.authorize_url = "https://idp.example/auth?state=s"
+    _, browser = open_start(port, server)
+    answers.clear()
+    asker = threading.Thread(target=callback)
+    asker.start()
+    server.wait(5)
+    server.report(problem="the IdP refused the code: invalid_grant")
+    asker.join(5)
+    assert "Sign-in failed" in answers[0][1] and "The IdP refused the code: invalid_grant." in answers[0][1]
 
 
 def test_keys_init_public_output_never_writes_through_a_link(tmp_path: Path) -> None:
