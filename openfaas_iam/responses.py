@@ -82,3 +82,8 @@ def not_ready_message(e: Exception) -> str:
 
 def not_ready(e: Exception) -> Response:
     return error(503, "not_ready", not_ready_message(e), {"Retry-After": "5"})
+
+
+def metrics_response(text: str, content_type: str) -> Response:
+    """`GET /metrics`: the Prometheus text exposition, never cached."""
+    return {"statusCode": 200, "body": text, "headers": {"Content-Type": content_type, "Cache-Control": "no-store"}}
