@@ -17,6 +17,7 @@ from openfaas_iam.errors import Unauthenticated
 from openfaas_iam.fair_share import OverLimit, StreamLimiter
 from openfaas_iam.gateway_client import GatewayClient, GatewayUnavailable
 from openfaas_iam.metrics import CONTENT_TYPE
+from openfaas_iam.own_discovery import PROXY_MARKER_PATH, proxy_marker
 from openfaas_iam.policy import Decision
 from openfaas_iam.protected import Protection
 from openfaas_iam.responses import error, json_response, metrics_response, not_ready, unauthenticated
@@ -50,7 +51,11 @@ protection = Protection(
     | ({s.iam_config} if "/" not in s.iam_config and s.iam_config != "kubernetes" else set()),
 )
 authorizer = Authorizer(
-    config=rt.config.get, verifier=verifier, admin_credentials=admin_credentials, protection=protection
+    config=rt.config.get,
+    verifier=verifier,
+    admin_credentials=admin_credentials,
+    protection=protection,
+    refresh_gateway=s.authz_url,
 )
 streams = StreamLimiter(per_subject=s.max_streams_per_subject, total=s.max_streams)
 gateway = GatewayClient(s.gateway_url, admin_credentials, read_timeout=s.proxy_read_timeout, verify=s.ca_bundle or True)
@@ -284,6 +289,12 @@ peer_session.verify = s.ca_bundle or True
 def metrics(event):
     """Prometheus text format, unauthenticated like every in-cluster scrape target: no secret or per-user label."""
     return metrics_response(rt.metrics.render(), CONTENT_TYPE)
+
+
+@router.route(PROXY_MARKER_PATH, "GET")
+def marker(event):
+    """Tells `openfaas-iam auth` that --gateway is this proxy (the real gateway has no such path)."""
+    return json_response(200, proxy_marker(s.issuer_url), {"Cache-Control": "no-store"})
 
 
 @router.route("/healthz", "GET")
