@@ -1,4 +1,4 @@
-"""Framework-free response values in the shape the python3-http template renders.
+"""Framework-free response values in the shape the python3-http-iam template renders.
 
 Handlers return these dicts; the template turns them into HTTP. Keeping the
 shapes here lets every function render errors the same way.
