@@ -8,10 +8,13 @@ which is what Prometheus does across pods.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from pathlib import Path
 
 import requests
 import test_confused_deputy as deputy
+from conftest import make_project, start_gateway
 from prometheus_client.parser import text_string_to_metric_families
 from test_confused_deputy import EXCHANGE, ID_TOKEN, Env
 
@@ -122,3 +125,23 @@ def test_status_shows_config_keys_redis_and_each_function(env: Env) -> None:
     health = requests.get(f"{env.base}/function/iam-token/healthz", timeout=10).json()
     assert health["config"] == {"loaded": True, "valid": True, "generation": health["config"]["generation"]}
     assert "signing" in health["keys"] and "problems" not in health["config"]
+
+
+def test_status_collects_each_functions_health_through_the_gateway(tmp_path: Path) -> None:
+    """With the gateway the functions are really behind (not the stand-in), each answers for itself."""
+    (tmp_path / "iam.json").write_text(json.dumps(deputy.docs("https://idp.example.com")))
+    gw = start_gateway(tmp_path, stack=make_project(tmp_path), iam_config=tmp_path / "iam.json")
+    try:
+        folder = tmp_path / "state" / "secrets" / "basic-auth"
+        admin = ((folder / "basic-auth-user").read_text(), (folder / "basic-auth-password").read_text())
+        r = requests.get(f"http://127.0.0.1:{gw.port}/function/iam-authz/status", auth=admin, timeout=15)
+        assert r.status_code == 200, r.text
+        peers = r.json()["functions"]
+        assert set(peers) == {"iam-discovery", "iam-token", "iam-rotate"}
+        for name, health in peers.items():
+            assert health["status"] == "ok", (name, health)
+            assert health["config"]["valid"] is True and health["redis"] == {"state": "not configured"}
+            assert health["keys"]["public"]["current_kid"], (name, health)
+        assert "signing" in peers["iam-token"]["keys"] and "signing" not in peers["iam-discovery"]["keys"]
+    finally:
+        gw.stop()
