@@ -10,6 +10,7 @@ from typing import Any
 from .audit import rfc3339_nano
 from .basic_auth import matches, parse_basic
 from .errors import TokenError, Unauthenticated
+from .expiry import expired_message, token_exp
 from .objects import IamConfig
 from .policy import Decision, Matched, policy_index
 from .protected import Protection
@@ -47,8 +48,11 @@ class Authorizer:
         verifier: OwnTokenVerifier,
         admin_credentials: Callable[[], Credentials | None],
         protection: Protection | None = None,
+        refresh_gateway: str = "",
     ) -> None:
         self.config = config
+        # Named in an expired token's 401: the `--gateway` to give `openfaas-iam auth --refresh`.
+        self.refresh_gateway = refresh_gateway
         self.verifier = verifier
         self.admin_credentials = admin_credentials
         self.protection = protection or Protection()
@@ -61,6 +65,10 @@ class Authorizer:
             try:
                 claims = self.verifier.verify(value.strip())
             except TokenError as e:
+                exp = token_exp(value.strip())
+                if exp is not None and exp < time.time():
+                    # Say when and what to run (the signature is not vouched for: the caller's own token).
+                    raise Unauthenticated(expired_message(exp, self.refresh_gateway)) from None
                 raise Unauthenticated(f"invalid token: {e}") from None
             if "function" in claims:
                 raise Unauthenticated("a function token cannot be used for the OpenFaaS API; use an API token")

@@ -18,6 +18,7 @@ Conditions are compiled once, when the configuration loads.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -54,6 +55,14 @@ class Operator:
     if_exists: bool
 
 
+def suggest_operator(name: str) -> str | None:
+    """The closest valid operator to a misspelt one (`StringEqualss` -> `StringEquals`,
+    `ForAllValue:StringLike` -> `ForAllValues:StringLike`), for lint's did-you-mean."""
+    every = ["Null", *(f"{p}{b}{x}" for p in ("", *SET_PREFIXES) for b in _BASES for x in ("", IF_EXISTS))]
+    close = difflib.get_close_matches(name, every, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
 def parse_operator(name: str) -> Operator:
     """Parse an operator name; ValueError names what is accepted."""
     if not isinstance(name, str):
@@ -72,8 +81,11 @@ def parse_operator(name: str) -> Operator:
         rest = rest[: -len(IF_EXISTS)]
     if rest not in _BASES:
         known = ", ".join([*_BASES, "Null"])
+        hint = suggest_operator(name)
         raise ValueError(
-            f"unknown condition operator {name!r}; expected one of {known}, "
+            f"unknown condition operator {name!r}"
+            + (f" (did you mean {hint!r}?)" if hint else "")
+            + f"; expected one of {known}, "
             "optionally prefixed with ForAnyValue: or ForAllValues: and suffixed with IfExists"
         )
     base, negated = _BASES[rest]

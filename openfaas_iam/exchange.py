@@ -18,11 +18,13 @@ from .audit import AuditLog
 from .errors import InvalidRequest, InvalidScope, InvalidTarget, OAuthError, TokenError, UnsupportedGrantType
 from .jwks_cache import JwksCache
 from .keyset import Keyset
+from .metrics import Metrics
 from .mint import api_token_claims, function_token_claims, sign
 from .objects import IamConfig
 from .policy import policy_index, safe_permissions, split_resource
 from .roles import role_matcher
 from .verify import OwnTokenVerifier, parse_token, verify_subject_token
+from .watched_file import Unavailable
 
 log = logging.getLogger("openfaas_iam.exchange")
 
@@ -147,8 +149,10 @@ class TokenExchange:
         leeway: float = 60.0,
         clock: Callable[[], float] = time.time,
         own_keys: Callable[[], Mapping[str, Any]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.issuer_url = issuer_url
+        self.metrics = metrics
         self.config = config
         self.keyset = keyset
         self.jwks = jwks
@@ -158,7 +162,28 @@ class TokenExchange:
         self.own = OwnTokenVerifier(issuer_url, own_keys or (lambda: self.keyset().public_keys()), leeway=1.0)
 
     def exchange(self, req: ExchangeRequest, client: str = "") -> dict[str, Any]:
-        """The token response; raises OAuthError (and audits either way)."""
+        """The token response; raises OAuthError (and audits either way); counted by issuer and outcome.
+
+        The issuer label is a configured JwtIssuer's name ("openfaas-iam" for the bundle's own
+        tokens, "unknown" otherwise), never the token's `iss`: a caller cannot add series.
+        """
+        seen = {"issuer": "unknown"}
+        try:
+            result = self._exchange(req, client, seen)
+        except OAuthError as e:
+            self._count(seen["issuer"], e.error)
+            raise
+        except Unavailable:
+            self._count(seen["issuer"], "unavailable")
+            raise
+        self._count(seen["issuer"], "ok")
+        return result
+
+    def _count(self, issuer: str, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.inc("openfaas_iam_token_exchanges_total", issuer=issuer, outcome=outcome)
+
+    def _exchange(self, req: ExchangeRequest, client: str, seen: dict[str, str]) -> dict[str, Any]:
         subject: Mapping[str, Any] = {}
         try:
             config = self.config()
@@ -166,6 +191,9 @@ class TokenExchange:
                 parsed = parse_token(req.subject_token)
             except TokenError as e:
                 raise InvalidRequest(f"invalid subject token: {e}") from None
+            iss = parsed.payload.get("iss")
+            known = config.issuer(iss) if isinstance(iss, str) else None
+            seen["issuer"] = "openfaas-iam" if iss == self.issuer_url else (known.name if known else "unknown")
             if parsed.payload.get("iss") == self.issuer_url:
                 subject = self._verify_own(req.subject_token)
                 if req.scope != "function":

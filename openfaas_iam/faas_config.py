@@ -102,6 +102,33 @@ def write_private(dir_fd: int, name: str, text: str, mode: int = 0o600) -> None:
         raise
 
 
+def read_entry(gateway: str, env: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """This gateway's saved entry as {"token", "options": {name: value}}, or None (same safety checks as saving)."""
+    folder = config_dir(env)
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise UnsafeConfigPath(f"{folder} is a symbolic link or not a folder; refusing to read it") from None
+        raise
+    try:
+        doc = _read_existing(dir_fd, folder)
+    finally:
+        os.close(dir_fd)
+    gw = normalize_gateway(gateway)
+    for a in doc.get("auths") or []:
+        if isinstance(a, dict) and normalize_gateway(str(a.get("gateway", ""))) == gw:
+            options = {
+                str(o.get("name")): str(o.get("value"))
+                for o in a.get("options") or []
+                if isinstance(o, dict) and o.get("name") and o.get("value") is not None
+            }
+            return {"token": str(a.get("token") or ""), "options": options}
+    return None
+
+
 def save_token(gateway: str, token: str, options: Mapping[str, str], env: Mapping[str, str] | None = None) -> Path:
     """Replace this gateway's entry (or add one), leaving every other entry untouched."""
     folder = config_dir(env)

@@ -145,7 +145,17 @@ class Keyset:
 
     def public_json(self) -> str:
         """The public half (the `iam-public-keys` secret): what verifiers mount; no private key in it."""
-        return json.dumps({"generation": self.generation, **self.public_jwks()}, indent=2)
+        return json.dumps(
+            {"generation": self.generation, "current": self.current_info(), **self.public_jwks()}, indent=2
+        )
+
+    def current_info(self) -> dict[str, Any] | None:
+        """The current key's kid and times, published so every verifier can report key age (metrics)."""
+        try:
+            current = self.current
+        except StoreError:
+            return None
+        return {"kid": current.kid, "created_at": current.created_at, "activated_at": current.activated_at}
 
     def replace_keys(self, keys: list[SigningKey]) -> Keyset:
         """A changed keyset is the next generation."""
@@ -158,6 +168,8 @@ class PublicKeys:
 
     generation: int
     jwks: dict[str, list[dict[str, Any]]]
+    # The current key's kid, created_at and activated_at, when the publisher recorded them.
+    current: dict[str, Any] | None = None
 
     @property
     def kids(self) -> frozenset[str]:
@@ -182,7 +194,13 @@ def parse_public_keys(text: str | bytes, source: str = "public keyset") -> Publi
     generation = doc.get("generation", 0)
     if isinstance(generation, bool) or not isinstance(generation, int):
         raise StoreError(f"{source}: generation must be an integer")
-    return PublicKeys(generation, {"keys": keys})
+    current = doc.get("current")
+    if not isinstance(current, dict) or not all(
+        isinstance(current.get(f), (int, float, type(None))) and not isinstance(current.get(f), bool)
+        for f in ("created_at", "activated_at")
+    ):
+        current = None
+    return PublicKeys(generation, {"keys": keys}, current)
 
 
 def read_public_keys_file(path: str) -> PublicKeys:

@@ -166,6 +166,7 @@ def _condition_values(d: _Doc, value: Any, field: str, *, null: bool) -> tuple[s
         d.error(field, "expected at least one value")
         return None
     out: list[str] = []
+    bad = False
     for i, item in enumerate(items):
         where = f"{field}[{i}]" if isinstance(value, list) else field
         if isinstance(item, bool):
@@ -176,7 +177,9 @@ def _condition_values(d: _Doc, value: Any, field: str, *, null: bool) -> tuple[s
             out.append(item)
         else:
             d.error(where, f"expected a string, got {_typename(item)}")
-            return None
+            bad = True
+    if bad:
+        return None
     if null and any(v.lower() not in ("true", "false") for v in out):
         d.error(field, "Null takes 'true' (the claim must be absent) or 'false' (it must be present)")
         return None
@@ -262,8 +265,10 @@ def _statement(d: _Doc, raw: Any, field: str, sids: set[str]) -> Statement | Non
     if effect not in ("Allow", "Deny"):
         d.error(f"{field}.effect", f"expected 'Allow' or 'Deny', got {effect!r}")
         effect = None
+    # Every bad entry of a list is reported (not only the first), so one lint run shows them all.
     actions = _string_list(d, raw.get("action"), f"{field}.action")
     if actions:
+        bad = False
         for i, a in enumerate(actions):
             if a.lower() == "secret:get":
                 d.error(
@@ -271,9 +276,8 @@ def _statement(d: _Doc, raw: Any, field: str, sids: set[str]) -> Statement | Non
                     f"unknown action {a!r}: there is no Secret:Get, a secret's value can never be read through the API "
                     "(Secret:List lists names)",
                 )
-                actions = None
-                break
-            if not expand_action(a):
+                bad = True
+            elif not expand_action(a):
                 hint = suggest_action(a)
                 d.error(
                     f"{field}.action[{i}]",
@@ -281,17 +285,20 @@ def _statement(d: _Doc, raw: Any, field: str, sids: set[str]) -> Statement | Non
                     + (f" (did you mean {hint!r}?)" if hint else "")
                     + "; expected e.g. Function:Get, Secret:List, Namespace:*, System:Info or *",
                 )
-                actions = None
-                break
+                bad = True
+        if bad:
+            actions = None
     resources = _string_list(d, raw.get("resource"), f"{field}.resource")
     if resources:
+        bad = False
         for i, r in enumerate(resources):
             try:
                 parse_resource(r)
             except ValueError as e:
                 d.error(f"{field}.resource[{i}]", str(e))
-                resources = None
-                break
+                bad = True
+        if bad:
+            resources = None
     condition = _condition(d, raw.get("condition"), f"{field}.condition")
     if raw.get("condition") is not None and condition is None:
         return None
@@ -470,6 +477,19 @@ def build_config(
     return IamConfig(tuple(issuers), tuple(policies), tuple(good_roles))
 
 
+def in_document_order(problems: list[Problem], sources: Sequence[str]) -> list[Problem]:
+    """Problems by file (in the order given), then document; within a document as found.
+
+    Cross-object checks (duplicate names, missing policies) run after every document is
+    read, so without this they would come after the problems of later documents.
+    """
+    rank = {source: i for i, source in enumerate(dict.fromkeys(sources))}
+    return sorted(
+        problems,
+        key=lambda p: (rank.get(p.source, len(rank)), -1 if p.document is None else p.document),
+    )
+
+
 def load_texts(texts: list[tuple[str, str]]) -> IamConfig:
     """Load (source name, text) pairs into one config; raise ConfigError listing every problem."""
     problems: list[Problem] = []
@@ -484,7 +504,7 @@ def load_texts(texts: list[tuple[str, str]]) -> IamConfig:
         objects.extend(parse_objects(docs, source, problems, invalid))
     config = build_config(objects, problems, invalid)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(in_document_order(problems, [source for source, _ in texts]))
     return config
 
 
@@ -542,6 +562,7 @@ def load_paths(paths: Iterable[str | Path]) -> IamConfig:
     """
     texts: list[tuple[str, str]] = []
     problems: list[Problem] = []
+    order: list[str] = []
     for path in paths:
         p = Path(path)
         files = (
@@ -556,6 +577,7 @@ def load_paths(paths: Iterable[str | Path]) -> IamConfig:
             else [p]
         )
         for f in files:
+            order.append(str(f))
             try:
                 texts.append(read_source(f))
             except ConfigError as e:
@@ -564,9 +586,9 @@ def load_paths(paths: Iterable[str | Path]) -> IamConfig:
         config = load_texts(texts)
     except ConfigError as e:
         problems.extend(e.problems)
-        raise ConfigError(problems) from None
+        raise ConfigError(in_document_order(problems, order)) from None
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(in_document_order(problems, order))
     return config
 
 

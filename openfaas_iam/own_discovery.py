@@ -30,3 +30,13 @@ def discovery_document(settings: Settings) -> dict[str, Any]:
         "scopes_supported": ["openid", "function"],
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "jti", "fed:iss", "policy", "function"],
     }
+
+
+# iam-authz answers here; the OpenFaaS gateway does not. `openfaas-iam auth` asks it to tell the
+# proxy from the gateway itself before saving a token that the gateway would refuse with a bare 401.
+PROXY_MARKER_PATH = "/.well-known/openfaas-iam"
+PROXY_SERVICE = "openfaas-iam-authz"
+
+
+def proxy_marker(issuer: str) -> dict[str, str]:
+    return {"service": PROXY_SERVICE, "issuer": issuer}

@@ -1,4 +1,4 @@
-"""Framework-free response values in the shape the python3-http template renders.
+"""Framework-free response values in the shape the python3-http-iam template renders.
 
 Handlers return these dicts; the template turns them into HTTP. Keeping the
 shapes here lets every function render errors the same way.
@@ -82,3 +82,8 @@ def not_ready_message(e: Exception) -> str:
 
 def not_ready(e: Exception) -> Response:
     return error(503, "not_ready", not_ready_message(e), {"Retry-After": "5"})
+
+
+def metrics_response(text: str, content_type: str) -> Response:
+    """`GET /metrics`: the Prometheus text exposition, never cached."""
+    return {"statusCode": 200, "body": text, "headers": {"Content-Type": content_type, "Cache-Control": "no-store"}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,7 @@ import jwt
 from .cache_auth import EntrySealer
 from .config_source import ConfigSource, KubernetesConfigSource, file_config_source
 from .discovery import IssuerDiscovery
+from .errors import StoreError
 from .jwks_cache import CachePolicy, JwksCache
 from .keyset import Keyset, PublicKeys, read_keyset_file, read_public_keys_file
 from .metrics import Metrics
@@ -83,7 +85,7 @@ class Runtime:
         Redis is an optimisation (the functions keep working without it), so this never
         fails the probe; it says loudly what to fix instead.
         """
-        out: dict[str, Any] = {"status": "ok"}
+        out: dict[str, Any] = {"status": "ok", **self._public_view()}
         shared = self.cache.shared
         if shared is None:
             out["redis"] = {"state": "not configured"}
@@ -112,6 +114,92 @@ class Runtime:
                     continue
             self._own_keys, self._own_sources = parsed, sources
         return self._own_keys
+
+    def _public_view(self) -> dict[str, Any]:
+        """What anyone may see in `/healthz`: whether the configuration is valid and key ages.
+
+        No problem text (it names policies and fields): that is in the authenticated status.
+        """
+        config = self.config_state()
+        return {
+            "config": {
+                "loaded": config["loaded"] is not None,
+                "valid": not config["problems"],
+                "generation": config["generation"],
+            },
+            "keys": self.key_ages(),
+        }
+
+    def status(self) -> dict[str, Any]:
+        """The operator's view of this replica (authenticated callers only): config problems in full."""
+        health = self.health()
+        return {
+            "ready": self.config_state()["loaded"] is not None,
+            "config": self.config_state(),
+            "keys": health["keys"],
+            "redis": health["redis"],
+        }
+
+    def collect(self, metrics: Metrics) -> None:
+        """Scrape-time gauges: the configuration's state and the mounted keysets' ages.
+
+        Read when Prometheus asks (a stat at most once a second each), not kept up to date
+        on every request, so the hot paths pay nothing for them.
+        """
+        shared = self.cache.shared
+        metrics.set("openfaas_iam_redis_configured", 1.0 if shared is not None else 0.0)
+        if shared is not None:  # the last known state (the circuit breaker's), no extra round trip
+            metrics.set("openfaas_iam_redis_up", 0.0 if (shared.refused or shared.problem) else 1.0)
+        config = self.config_state()
+        metrics.set("openfaas_iam_config_loaded", 1.0 if config["loaded"] else 0.0)
+        metrics.set("openfaas_iam_config_valid", 0.0 if config["problems"] else 1.0)
+        metrics.set("openfaas_iam_config_generation", float(config["generation"]))
+        for name, key in self.key_ages().items():
+            metrics.set("openfaas_iam_keyset_generation", float(key["generation"]), keyset=name)
+            if key.get("age_seconds") is not None:
+                metrics.set("openfaas_iam_signing_key_age_seconds", key["age_seconds"], keyset=name)
+            if key.get("current_since") is not None:
+                metrics.set(
+                    "openfaas_iam_signing_key_last_rotation_timestamp_seconds", key["current_since"], keyset=name
+                )
+
+    def config_state(self) -> dict[str, Any]:
+        """The IAM configuration in force: loaded or not, its generation, the newest one's problems."""
+        loaded: dict[str, int] | None
+        try:
+            config = self.config.get()
+            loaded = {"issuers": len(config.issuers), "policies": len(config.policies), "roles": len(config.roles)}
+        except Unavailable as e:
+            return {"loaded": None, "generation": self.config.generation, "problems": str(e), "in_force": "none"}
+        problems = self.config.last_error
+        return {
+            "loaded": loaded,
+            "generation": self.config.generation,
+            "problems": problems,
+            "in_force": "last good" if problems else "current",
+        }
+
+    def key_ages(self, now: float | None = None) -> dict[str, dict[str, Any]]:
+        """What this function's mounts say about the signing keys: generation, current kid and age.
+
+        Only the keysets this function mounts (every function the public one; iam-token and
+        iam-rotate the private one too); an unmounted or unreadable one is left out. Times
+        come from the keyset itself (`created_at`, `activated_at`), never from file times.
+        """
+        now = time.time() if now is None else now
+        out: dict[str, dict[str, Any]] = {}
+        with contextlib.suppress(Unavailable):
+            public = self.public.get()
+            out["public"] = {"generation": public.generation, **_ages(public.current, now)}
+        with contextlib.suppress(Unavailable, StoreError):
+            keyset = self.keyset.get()
+            current = keyset.current
+            since = current.activated_at if current.activated_at is not None else current.created_at
+            out["signing"] = {
+                "generation": keyset.generation,
+                **_ages({"kid": current.kid, "created_at": current.created_at, "activated_at": since}, now),
+            }
+        return out
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -146,7 +234,7 @@ class Runtime:
             metrics=metrics,
             sealer=EntrySealer(current_cache_key),
         )
-        return cls(
+        runtime = cls(
             settings=settings,
             cache=cache,
             config=config_source(settings),
@@ -159,3 +247,18 @@ class Runtime:
             jwks=jwks,
             metrics=metrics,
         )
+        metrics.on_collect(runtime.collect)
+        return runtime
+
+
+def _ages(current: Mapping[str, Any] | None, now: float) -> dict[str, Any]:
+    """kid, age and start of signing of a keyset's current key, when the keyset records them."""
+    if not current:
+        return {}
+    created = current.get("created_at")
+    since = current.get("activated_at") or created
+    return {
+        "current_kid": current.get("kid"),
+        "age_seconds": max(0.0, now - float(created)) if created else None,
+        "current_since": float(since) if since else None,
+    }

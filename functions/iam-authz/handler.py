@@ -5,17 +5,23 @@ from __future__ import annotations
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
 
 from openfaas_iam import json_codec
+from openfaas_iam.actions import canonical_action
 from openfaas_iam.audit import AuditLog, RedisStreamSink, WebhookSink, api_event
 from openfaas_iam.authz import Authorizer, Principal
 from openfaas_iam.basic_auth import AdminCredentials
 from openfaas_iam.errors import Unauthenticated
 from openfaas_iam.fair_share import OverLimit, StreamLimiter
 from openfaas_iam.gateway_client import GatewayClient, GatewayUnavailable
+from openfaas_iam.metrics import CONTENT_TYPE
+from openfaas_iam.own_discovery import PROXY_MARKER_PATH, proxy_marker
 from openfaas_iam.policy import Decision
 from openfaas_iam.protected import Protection
-from openfaas_iam.responses import error, json_response, not_ready, unauthenticated
+from openfaas_iam.responses import error, json_response, metrics_response, not_ready, unauthenticated
 from openfaas_iam.rest_api import ApiCall, BadApiRequest, NotCovered, map_call
 from openfaas_iam.routing import Router
 from openfaas_iam.runtime import Runtime
@@ -46,7 +52,11 @@ protection = Protection(
     | ({s.iam_config} if "/" not in s.iam_config and s.iam_config != "kubernetes" else set()),
 )
 authorizer = Authorizer(
-    config=rt.config.get, verifier=verifier, admin_credentials=admin_credentials, protection=protection
+    config=rt.config.get,
+    verifier=verifier,
+    admin_credentials=admin_credentials,
+    protection=protection,
+    refresh_gateway=s.authz_url,
 )
 streams = StreamLimiter(per_subject=s.max_streams_per_subject, total=s.max_streams)
 gateway = GatewayClient(s.gateway_url, admin_credentials, read_timeout=s.proxy_read_timeout, verify=s.ca_bundle or True)
@@ -56,6 +66,15 @@ MAX_CHECKS = 100
 
 def decision_json(d: Decision, principal: Principal) -> dict:
     return {**d.to_json(), "subject": principal.subject}
+
+
+def count_decision(action: str, allowed: bool) -> None:
+    """Decisions by action and effect; an action outside the vocabulary is "other" (callers pick it)."""
+    rt.metrics.inc(
+        "openfaas_iam_authz_decisions_total",
+        action=canonical_action(action) or "other",
+        effect="allow" if allowed else "deny",
+    )
 
 
 def authenticate(event) -> Principal:
@@ -84,12 +103,12 @@ def authorize(event):
             where = f"check {i}" if isinstance(doc, list) else "the body"
             return error(400, "invalid_request", f'{where} needs string fields "action" and "resource"')
     try:
-        results = [
-            decision_json(authorizer.decide_with_shadow(principal, c["action"], c["resource"]), principal)
-            for c in checks
-        ]
+        decisions = [authorizer.decide_with_shadow(principal, c["action"], c["resource"]) for c in checks]
     except Unavailable as e:
         return not_ready(e)
+    for d in decisions:
+        count_decision(d.action, d.allowed)
+    results = [decision_json(d, principal) for d in decisions]
     return json_response(200, results if isinstance(doc, list) else results[0])
 
 
@@ -126,6 +145,7 @@ def refused(
 @router.prefix("/system/")
 def proxy(event):
     """Authenticate, map, decide, then forward exactly the canonical request that was decided on."""
+    started = time.monotonic()
     try:
         principal = authenticate(event)
     except Unauthenticated as e:
@@ -149,6 +169,7 @@ def proxy(event):
     except Unavailable as e:
         refused(principal, event, 503, "configuration not loaded", call, decision="")
         return not_ready(e)
+    count_decision(call.action, decision.allowed or call.filter_namespaces)
     # A namespace list is filtered to what the caller may see, never refused (as in OpenFaaS).
     if not decision.allowed and not call.filter_namespaces:
         refused(principal, event, 403, decision.reason, call, decision="deny")
@@ -174,6 +195,8 @@ def proxy(event):
     try:
         fwd = gateway.forward(event.method, call.path, call.query, call.body, event.headers)
         forwarded = True
+        rt.metrics.inc("openfaas_iam_proxy_upstream_responses_total", code=str(fwd.status))
+        rt.metrics.observe("openfaas_iam_proxy_request_duration_seconds", time.monotonic() - started)
         audit.api(
             api_event(
                 principal.claims,
@@ -193,6 +216,8 @@ def proxy(event):
             visible = authorizer.visible_namespaces(principal, [n for n in names if isinstance(n, str)])
             return json_response(200, visible)
     except GatewayUnavailable as e:
+        rt.metrics.inc("openfaas_iam_proxy_upstream_responses_total", code="unreachable")
+        rt.metrics.observe("openfaas_iam_proxy_request_duration_seconds", time.monotonic() - started)
         audit.api(
             api_event(
                 principal.claims,
@@ -229,25 +254,54 @@ def status(event):
         allowed = principal.admin
     if not allowed:
         return error(403, "forbidden", "the status needs the gateway admin or System:Info")
-    problems = getattr(rt.config, "last_error", None)
-    try:
-        config = rt.config.get()
-        loaded = {"issuers": len(config.issuers), "policies": len(config.policies), "roles": len(config.roles)}
-    except Unavailable as e:
-        loaded, problems = None, str(e)
+    view = rt.status()
     return json_response(
         200,
         {
-            "ready": loaded is not None,
-            "config": {
-                "loaded": loaded,
-                "in_force": "last good" if loaded and problems else "current",
-                "problems": problems,
-            },
+            **view,
             "log_streams_open": streams.open_streams(),
+            "functions": peers_view(),
         },
         {"Cache-Control": "no-store"},
     )
+
+
+PEERS = ("iam-discovery", "iam-token", "iam-rotate")
+
+
+def peers_view() -> dict:
+    """Each other function's public /healthz through the gateway (one replica each, in parallel, 2 s).
+
+    Cheap and unauthenticated on their side: config validity, key ages and Redis state,
+    never problem text; a function that does not answer says why in a few words.
+    """
+
+    def one(name: str) -> dict:
+        suffix = f".{s.bundle_namespace}" if s.bundle_namespace and s.bundle_namespace != "openfaas-fn" else ""
+        try:
+            r = peer_session.get(f"{s.gateway_url}/function/{name}{suffix}/healthz", timeout=2)
+            return r.json() if r.status_code == 200 else {"status": f"HTTP {r.status_code}"}
+        except (requests.RequestException, ValueError) as e:
+            return {"status": "unreachable", "reason": type(e).__name__}
+
+    with ThreadPoolExecutor(max_workers=len(PEERS)) as pool:
+        return dict(zip(PEERS, pool.map(one, PEERS)))
+
+
+peer_session = requests.Session()
+peer_session.verify = s.ca_bundle or True
+
+
+@router.route("/metrics", "GET")
+def metrics(event):
+    """Prometheus text format, unauthenticated like every in-cluster scrape target: no secret or per-user label."""
+    return metrics_response(rt.metrics.render(), CONTENT_TYPE)
+
+
+@router.route(PROXY_MARKER_PATH, "GET")
+def marker(event):
+    """Tells `openfaas-iam auth` that --gateway is this proxy (the real gateway has no such path)."""
+    return json_response(200, proxy_marker(s.issuer_url), {"Cache-Control": "no-store"})
 
 
 @router.route("/healthz", "GET")

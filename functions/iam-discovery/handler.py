@@ -7,9 +7,10 @@ import os
 import threading
 
 from openfaas_iam.errors import DiscoveryError
+from openfaas_iam.metrics import CONTENT_TYPE
 from openfaas_iam.outbound import summarise
 from openfaas_iam.own_discovery import discovery_document
-from openfaas_iam.responses import error, json_response, not_ready
+from openfaas_iam.responses import error, json_response, metrics_response, not_ready
 from openfaas_iam.routing import Router
 from openfaas_iam.runtime import Runtime
 from openfaas_iam.settings import Settings
@@ -88,7 +89,8 @@ def refresh(event):
 
 @router.route("/metrics", "GET")
 def metrics(event):
-    return {"statusCode": 200, "body": rt.metrics.render(), "headers": {"Content-Type": "text/plain; version=0.0.4"}}
+    """Prometheus text format, unauthenticated like every in-cluster scrape target: no secret or per-user label."""
+    return metrics_response(rt.metrics.render(), CONTENT_TYPE)
 
 
 @router.route("/healthz", "GET")

@@ -11,7 +11,8 @@ import os
 
 from openfaas_iam.basic_auth import AdminCredentials, is_admin
 from openfaas_iam.errors import StoreError
-from openfaas_iam.responses import error, json_response
+from openfaas_iam.metrics import CONTENT_TYPE
+from openfaas_iam.responses import error, json_response, metrics_response
 from openfaas_iam.rotation import LEASE_HELD, LEASE_UNAVAILABLE, RotationResult, Rotator, schedule_problem
 from openfaas_iam.routing import Router
 from openfaas_iam.runtime import Runtime
@@ -82,7 +83,10 @@ def run(event):
     try:
         result = rotator.run(force=force)
     except StoreError as e:
+        rt.metrics.inc("openfaas_iam_rotation_runs_total", outcome="failed")
         return error(503, "rotation_failed", f"{e}; the keyset is unchanged or one whole step was written")
+    outcome = "rotated" if result.rotated else ("refused" if result.refusal else "unchanged")
+    rt.metrics.inc("openfaas_iam_rotation_runs_total", outcome=outcome)
     return answer(result, force)
 
 
@@ -115,6 +119,12 @@ def status(event):
         return json_response(200, rotator.status())
     except StoreError as e:
         return error(503, "store_unavailable", str(e))
+
+
+@router.route("/metrics", "GET")
+def metrics(event):
+    """Prometheus text format, unauthenticated like every in-cluster scrape target: no secret or per-user label."""
+    return metrics_response(rt.metrics.render(), CONTENT_TYPE)
 
 
 @router.route("/healthz", "GET")

@@ -20,7 +20,8 @@ from openfaas_iam.audit import AuditLog
 from openfaas_iam.errors import InvalidRequest, OAuthError
 from openfaas_iam.exchange import TT, ExchangeRequest, TokenExchange, parse_request
 from openfaas_iam.jws import decode_json
-from openfaas_iam.responses import NO_STORE, json_response, not_ready_message, oauth_error
+from openfaas_iam.metrics import CONTENT_TYPE
+from openfaas_iam.responses import NO_STORE, json_response, metrics_response, not_ready_message, oauth_error
 from openfaas_iam.routing import Router
 from openfaas_iam.runtime import Runtime
 from openfaas_iam.settings import Settings
@@ -47,6 +48,7 @@ exchange = TokenExchange(
     audit=AuditLog(background=True),
     leeway=s.leeway_seconds,
     own_keys=rt.own_public_keys,
+    metrics=rt.metrics,
 )
 router = Router()
 
@@ -270,6 +272,12 @@ def logout(event, si: SignIn):
             return failed(SignInError("Sign-out refused", "The sign-out form did not come from this page.", 403))
         si.revoke(session)
     return html(200, pages.signed_out(BASE), [cookie(SESSION_COOKIE, "", si.sso, 0)])
+
+
+@router.route("/metrics", "GET")
+def metrics(event):
+    """Prometheus text format, unauthenticated like every in-cluster scrape target: no secret or per-user label."""
+    return metrics_response(rt.metrics.render(), CONTENT_TYPE)
 
 
 @router.route("/healthz", "GET")

@@ -9,7 +9,12 @@ import sys
 from urllib.parse import urlsplit
 
 from .. import oidc_client as oc
-from ..faas_config import save_token
+from ..faas_config import read_entry, save_token
+from ..proxy_client import check_proxy, whoami
+
+# What `--refresh` may take from the saved entry (never a secret: the client secret comes from the environment).
+SAVED_OPTIONS = ("issuer", "authority", "client_id", "grant", "audience", "token_file", "scope")
+DEFAULTS = {"grant": "code", "scope": "openid email profile groups"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  openfaas-iam auth --gateway URL --authority URL --client-id ci --client-secret S \\\n"
         "      --grant client_credentials\n"
         "  openfaas-iam auth --gateway URL --token-file $TOKEN_FILE          # GitLab, Kubernetes\n"
-        "  openfaas-iam auth --gateway URL --audience URL                    # GitHub Actions",
+        "  openfaas-iam auth --gateway URL --audience URL                    # GitHub Actions\n"
+        "  openfaas-iam auth --gateway URL --refresh                         # again, as last time\n"
+        "\n"
+        "--gateway must be openfaas-iam's proxy (iam-authz), not the OpenFaaS gateway itself: it is\n"
+        "checked first (GET <gateway>/.well-known/openfaas-iam) and the command says what to use.\n"
+        "exit codes: 0 signed in, 1 sign-in, exchange or check failed, 2 usage",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -55,6 +65,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="openid email profile groups",
         help="scopes to request (default: openid email profile groups)",
     )
+    p.add_argument(
+        "--refresh",
+        action="store_true",
+        help="sign in again with the options saved for --gateway by the last `openfaas-iam auth` "
+        "(issuer, authority, client id, grant, audience, token file); options given now win",
+    )
+    p.add_argument(
+        "--skip-gateway-check",
+        action="store_true",
+        help="do not check that --gateway is openfaas-iam's proxy (e.g. it is not reachable from here yet)",
+    )
     p.add_argument("--no-exchange", action="store_true", help="stop at the IdP token: print it, save nothing")
     p.add_argument("--print-token", action="store_true", help="print the token to standard output")
     p.add_argument("--pretty", action="store_true", help='print the decoded token as {"header", "payload"}')
@@ -66,6 +87,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--ca-bundle", default=os.environ.get("REQUESTS_CA_BUNDLE"), help="CA certificates for a private IdP or gateway"
     )
     p.set_defaults(run=run)
+
+    w = sub.add_parser(
+        "whoami",
+        help="who the token saved for a gateway says you are",
+        description="Call the proxy's /whoami with the token `openfaas-iam auth` saved for --gateway and print "
+        "the subject, the policies and when the token expires. Exit codes: 0 ok, 1 no token, expired or refused "
+        "(the message says what to run), 2 usage.",
+    )
+    w.add_argument(
+        "--gateway",
+        default=os.environ.get("OPENFAAS_URL"),
+        help="the proxy URL the token was saved for (default: $OPENFAAS_URL)",
+    )
+    w.add_argument("--json", action="store_true", help="print the proxy's answer as JSON")
+    w.add_argument(
+        "--ca-bundle", default=os.environ.get("REQUESTS_CA_BUNDLE"), help="CA certificates for a private gateway"
+    )
+    w.set_defaults(run=run_whoami)
 
     d = sub.add_parser(
         "decode",
@@ -139,9 +178,28 @@ def _show(token: str, args: argparse.Namespace) -> None:
         print(token)
 
 
+def _apply_saved(args: argparse.Namespace) -> None:
+    """--refresh: fill what was not given now from the options saved with the last token for --gateway."""
+    entry = read_entry(args.gateway)
+    if entry is None:
+        raise oc.AuthFlowError(
+            f"nothing is saved for {args.gateway.rstrip('/')}; run openfaas-iam auth --gateway {args.gateway} "
+            "with --authority/--client-id or --token-file once"
+        )
+    saved = entry["options"]
+    for name in SAVED_OPTIONS:
+        current = getattr(args, name)
+        if name in saved and (current is None or current == DEFAULTS.get(name)):
+            setattr(args, name, saved[name])
+
+
 def run(args: argparse.Namespace) -> int:
     session = oc._session(args.ca_bundle or True)
     try:
+        if args.refresh:
+            _apply_saved(args)
+        if not args.no_exchange and not args.skip_gateway_check:
+            check_proxy(args.gateway, session)
         subject, kind = _subject(args, session)
         if args.no_exchange:
             _show(subject, args)
@@ -156,6 +214,12 @@ def run(args: argparse.Namespace) -> int:
     options = {"issuer": issuer}
     if args.authority:
         options.update(authority=args.authority, client_id=args.client_id or "", grant=args.grant)
+    if args.audience:
+        options["audience"] = args.audience
+    if args.token_file:
+        options["token_file"] = os.path.abspath(args.token_file)
+    if args.scope != DEFAULTS["scope"]:
+        options["scope"] = args.scope
     try:
         path = save_token(args.gateway, token, options)
     except OSError as e:  # UnsafeConfigPath: a planted link or a folder that is not ours
@@ -167,6 +231,40 @@ def run(args: argparse.Namespace) -> int:
         f"Signed in as {payload.get('sub')} with policies {', '.join(payload.get('policy') or []) or 'none'}; "
         f"the token expires in {oc.expires_in(token) // 60} min. Saved for {args.gateway} in {path}."
     )
+    return 0
+
+
+def run_whoami(args: argparse.Namespace) -> int:
+    if not args.gateway:
+        _say("openfaas-iam whoami: give --gateway (or set OPENFAAS_URL)")
+        return 2
+    try:
+        entry = read_entry(args.gateway)
+    except OSError as e:
+        _say(f"openfaas-iam whoami: {e}")
+        return 2
+    if entry is None or not entry["token"]:
+        _say(
+            f"openfaas-iam whoami: no token is saved for {args.gateway}; "
+            f"run: openfaas-iam auth --gateway {args.gateway}"
+        )
+        return 1
+    try:
+        me = whoami(args.gateway, entry["token"], oc._session(args.ca_bundle or True))
+    except oc.AuthFlowError as e:
+        _say(f"openfaas-iam whoami: {e}")
+        return 1
+    if args.json:
+        print(json.dumps(me, indent=2))
+        return 0
+    print(f"subject   {me.get('subject')}" + (" (gateway admin)" if me.get("admin") else ""))
+    if me.get("federated_issuer"):
+        print(f"issuer    {me.get('federated_issuer')}")
+    print(f"policies  {', '.join(me.get('policies') or []) or 'none'}")
+    if me.get("expires_at"):
+        print(f"expires   {me['expires_at']} (in {int(me.get('expires_in') or 0) // 60} min)")
+    for perm in me.get("permissions") or []:
+        print(f"  may     {', '.join(perm.get('actions') or [])} on {', '.join(perm.get('resources') or [])}")
     return 0
 
 

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -293,3 +294,90 @@ def test_decode_and_help(env: Env) -> None:
             timeout=30,
         )
         assert h.returncode == 0 and h.stdout.startswith(f"usage: openfaas-iam {' '.join(cmd)}")
+
+
+def whoami_cli(args: list[str], config_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OPENFAAS_CONFIG": str(config_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "openfaas_iam.cli.main", "whoami", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=ROOT,
+    )
+
+
+def test_the_gateway_itself_is_refused_with_the_proxy_to_use(env: Env, tmp_path: Path) -> None:
+    root = f"http://127.0.0.1:{env.gw.port}"
+    ci = env.idp.mint({"sub": "ci-machine"})
+    r = run_cli(["--gateway", root, "--token", ci], tmp_path / "faas")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"openfaas-iam auth: {root} is the OpenFaaS gateway itself, which would refuse the token with 401; "
+        f"use the proxy: https://<host-route> (deploy/authz-ingress.yaml) or {root}/function/iam-authz"
+    )
+    assert not (tmp_path / "faas" / "config.yml").exists(), "nothing saved for the wrong URL"
+    # Another function is not the proxy either; the suggestion keeps the gateway root.
+    other = f"{root}/function/iam-discovery"
+    r = run_cli(["--gateway", other, "--token", ci], tmp_path / "faas")
+    assert r.returncode == 1
+    assert "does not answer as openfaas-iam's proxy (GET /.well-known/openfaas-iam: HTTP 404)" in r.stderr
+    assert f"or {root}/function/iam-authz" in r.stderr
+    # The check can be skipped (a proxy not reachable from here yet): the token is saved as asked.
+    r = run_cli(["--gateway", root, "--token", ci, "--skip-gateway-check"], tmp_path / "faas")
+    assert r.returncode == 0, r.stderr
+
+
+def test_whoami_and_refresh_from_the_saved_options(env: Env, tmp_path: Path) -> None:
+    config_dir = tmp_path / "faas"
+    ci = env.idp.mint({"sub": "ci-machine"})
+    (tmp_path / "token").write_text(ci)
+    assert run_cli(["--gateway", env.gateway, "--token-file", str(tmp_path / "token")], config_dir).returncode == 0
+    first = saved(config_dir)["auths"][0]
+    assert {"name": "token_file", "value": str(tmp_path / "token")} in first["options"]
+    r = whoami_cli(["--gateway", env.gateway], config_dir)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "subject   fed:ci-machine" and "policies  fn-ro" in lines
+    assert any(line.startswith("expires   ") and ("(in 59 min)" in line or "(in 60 min)" in line) for line in lines)
+    assert "  may     Function:List on *" in lines
+    # --refresh: the same options again (a new CI token in the same file), nothing else given.
+    (tmp_path / "token").write_text(env.idp.mint({"sub": "ci-machine", "jti": "second"}))
+    r = run_cli(["--gateway", env.gateway, "--refresh"], config_dir)
+    assert r.returncode == 0, r.stderr
+    second = saved(config_dir)["auths"][0]
+    assert second["token"] != first["token"] and second["options"] == first["options"]
+    r = run_cli(["--gateway", env.gateway + "/nothing-saved", "--refresh"], tmp_path / "empty")
+    assert r.returncode == 1 and "nothing is saved for" in r.stderr
+    r = whoami_cli(["--gateway", env.gateway], tmp_path / "empty")
+    assert r.returncode == 1 and f"run: openfaas-iam auth --gateway {env.gateway}" in r.stderr
+
+
+def test_expired_tokens_say_when_and_what_to_run(env: Env, tmp_path: Path) -> None:
+    from openfaas_iam.faas_config import save_token
+    from openfaas_iam.keyset import read_keyset_file
+
+    keyset = read_keyset_file(str(env.gw.secret_store / "iam-signing-keys" / "iam-signing-keys"))
+    now = int(time.time())
+    expired = jwt.encode(
+        {"iss": env.issuer, "aud": env.issuer, "sub": "fed:alice", "iat": now - 900, "exp": now - 300, "policy": []},
+        keyset.current.private_key,
+        algorithm="ES256",
+        headers={"kid": keyset.current.kid},
+    )
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 300))
+    # The proxy's own 401 says it (faas-cli prints the message).
+    r = requests.get(f"{env.gateway}/whoami", headers={"Authorization": f"Bearer {expired}"}, timeout=10)
+    assert r.status_code == 401
+    assert r.json()["message"] == (
+        f"the token expired at {when} (5 minutes ago); run: openfaas-iam auth --gateway {env.gateway} --refresh"
+    )
+    # ... and so does whoami, for the gateway the token was saved for.
+    save_token(env.gateway, expired, {"issuer": env.issuer}, {"OPENFAAS_CONFIG": str(tmp_path / "faas")})
+    r = whoami_cli(["--gateway", env.gateway], tmp_path / "faas")
+    assert r.returncode == 1
+    assert r.stderr.strip() == (
+        f"openfaas-iam whoami: the token expired at {when} (5 minutes ago); "
+        f"run: openfaas-iam auth --gateway {env.gateway} --refresh"
+    )

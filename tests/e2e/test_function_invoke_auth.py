@@ -15,7 +15,7 @@ EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ID_TOKEN = "urn:ietf:params:oauth:token-type:id_token"
 PROTECTED = """
   echo:
-    lang: python3-http
+    lang: python3-http-iam
     handler: ./fixtures/echo
     image: test/echo:latest
     namespace: staging

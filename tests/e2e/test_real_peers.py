@@ -40,7 +40,7 @@ EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ID_TOKEN = "urn:ietf:params:oauth:token-type:id_token"
 TEAM_FN = """
   team-a-echo:
-    lang: python3-http
+    lang: python3-http-iam
     handler: ./fixtures/echo
     image: test/team-a-echo:latest
     labels:

@@ -36,7 +36,7 @@ ACCOUNTS: dict[str, Any] = {
 # A user's function on the shared gateway origin whose page's script goes after the sign-in page.
 HOSTILE = """
   evil:
-    lang: python3-http
+    lang: python3-http-iam
     handler: ./fixtures/hostile
     image: test/evil:latest
     namespace: openfaas-fn

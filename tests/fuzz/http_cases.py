@@ -24,7 +24,17 @@ PATHS = {
         "/healthz",
         "/x",
     ],
-    "iam-token": ["/oauth/token", "/oauth/token/", "/oauth", "/", "/healthz", "/login", "/callback", "/logout"],
+    "iam-token": [
+        "/oauth/token",
+        "/oauth/token/",
+        "/oauth",
+        "/",
+        "/healthz",
+        "/login",
+        "/callback",
+        "/logout",
+        "/metrics",
+    ],
     "iam-authz": [
         "/authorize",
         "/whoami",
@@ -41,8 +51,11 @@ PATHS = {
         "/system/function/a%2Fb",
         "/system/alerts",
         "/",
+        "/status",
+        "/metrics",
+        "/.well-known/openfaas-iam",
     ],
-    "iam-rotate": ["/", "/status", "/healthz", "/?force=false"],
+    "iam-rotate": ["/", "/status", "/healthz", "/?force=false", "/metrics"],
 }
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 # The methods each path really serves: most requests use them, to reach past routing.

@@ -1,4 +1,4 @@
-"""The python3-http template contract and the local gateway's routing, through real processes."""
+"""The python3-http-iam template contract and the local gateway's routing, through real processes."""
 
 from __future__ import annotations
 

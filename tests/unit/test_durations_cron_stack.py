@@ -75,6 +75,6 @@ def test_project_stack() -> None:
 
 
 def test_stack_rejects_bad_function_name(tmp_path: Path) -> None:
-    (tmp_path / "stack.yml").write_text("functions:\n  Bad_Name:\n    lang: python3-http\n    handler: ./x\n")
+    (tmp_path / "stack.yml").write_text("functions:\n  Bad_Name:\n    lang: python3-http-iam\n    handler: ./x\n")
     with pytest.raises(StackError, match="DNS label"):
         load_stack(tmp_path / "stack.yml", {})

@@ -77,7 +77,9 @@ def store(tmp_path: Path) -> Path:
 
 
 def fn(name: str, *secrets: str) -> Function:
-    return Function(name=name, lang="python3-http", handler=".", image="x", namespace="openfaas-fn", secrets=secrets)
+    return Function(
+        name=name, lang="python3-http-iam", handler=".", image="x", namespace="openfaas-fn", secrets=secrets
+    )
 
 
 def test_the_local_provider_refuses_the_private_keyset_to_other_functions(store: Path, tmp_path: Path) -> None:

@@ -197,7 +197,7 @@ CASES: list[tuple[str, str, str]] = [
     (
         "unknown operator",
         policy({"condition": {"StringEqualz": {"jwt:sub": ["a"]}}}),
-        "f.yaml: document 1: Policy/p: spec.statement[0].condition.StringEqualz: unknown condition operator 'StringEqualz'; expected one of "
+        "f.yaml: document 1: Policy/p: spec.statement[0].condition.StringEqualz: unknown condition operator 'StringEqualz' (did you mean 'StringEqual'?); expected one of "
         "StringEquals, StringEqual, StringNotEquals, StringNotEqual, StringEqualsIgnoreCase, StringEqualIgnoreCase, StringNotEqualsIgnoreCase, "
         "StringNotEqualIgnoreCase, StringLike, StringNotLike, Null, optionally prefixed with ForAnyValue: or ForAllValues: and suffixed with IfExists",
     ),
@@ -249,7 +249,7 @@ CASES: list[tuple[str, str, str]] = [
     (
         "role bad operator",
         role("{policy: [ro], condition: {ForAnyValue:StringEq: {'jwt:groups': [a]}}}"),
-        "f.yaml: document 2: Role/r: spec.condition.ForAnyValue:StringEq: unknown condition operator 'ForAnyValue:StringEq'; expected one of "
+        "f.yaml: document 2: Role/r: spec.condition.ForAnyValue:StringEq: unknown condition operator 'ForAnyValue:StringEq' (did you mean 'ForAnyValue:StringEqual'?); expected one of "
         "StringEquals, StringEqual, StringNotEquals, StringNotEqual, StringEqualsIgnoreCase, StringEqualIgnoreCase, StringNotEqualsIgnoreCase, "
         "StringNotEqualIgnoreCase, StringLike, StringNotLike, Null, optionally prefixed with ForAnyValue: or ForAllValues: and suffixed with IfExists",
     ),

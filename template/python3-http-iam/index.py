@@ -1,4 +1,4 @@
-"""openfaas-iam's python3-http template: the HTTP edge of every function.
+"""openfaas-iam's python3-http-iam template: the HTTP edge of every function.
 
 The contract is OpenFaaS's python3-http one: `function/handler.py` exposes
 `handle(event, context)`; `event` has `body` (bytes), `headers`, `method`, `query`
