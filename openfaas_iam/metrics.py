@@ -83,6 +83,9 @@ SPECS: dict[str, Spec] = {
         "proxied REST API calls: seconds from arrival to the gateway's response headers",
         buckets=PROXY_BUCKETS,
     ),
+    "openfaas_iam_would_deny_total": Spec(
+        "counter", "calls a report-only Policy (or the report-only proxy) would have denied, by action", ("action",)
+    ),
     "openfaas_iam_proxy_upstream_responses_total": Spec(
         "counter", "answers from the real gateway to forwarded calls, by status code (unreachable: none)", ("code",)
     ),

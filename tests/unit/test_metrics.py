@@ -94,7 +94,12 @@ def test_runtime_exports_config_state_and_key_ages_at_scrape_time(tmp_path: Path
     # A broken new configuration: invalid, the last good one still in force.
     time.sleep(1.1)
     (tmp_path / "iam-config").write_text("kind: [")
+    # The configuration reloads off the request path (a background parse): wait for its verdict.
+    deadline = time.monotonic() + 10
     got = samples(rt.metrics.render())
+    while got[("openfaas_iam_config_valid", ())] != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        got = samples(rt.metrics.render())
     assert got[("openfaas_iam_config_valid", ())] == 0 and got[("openfaas_iam_config_loaded", ())] == 1
     state = rt.status()["config"]
     assert state["in_force"] == "last good" and state["problems"]
