@@ -40,7 +40,5 @@ def test_lint_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert f"{bad}: document 4: Policy/team-a-ro: spec.statement[1].action[1]: unknown action 'Function:Log'" in err
     # A Role naming an invalid Policy says so, rather than that the Policy does not exist.
-    assert (
-        f"{bad}: document 12: Role/operators: spec.policy[2]: Policy 'fn-ro' is invalid (see its own errors)" in err
-    )
+    assert f"{bad}: document 12: Role/operators: spec.policy[2]: Policy 'fn-ro' is invalid (see its own errors)" in err
     assert "5 problem(s) found" in err
