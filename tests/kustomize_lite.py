@@ -8,7 +8,9 @@ is the reference anyway. So this reads only what deploy/ uses, and the test comp
 - `resources:` files (YAML streams, concatenated) and folders (kustomizations, recursively);
 - `components:` folders (kind Component): their resources and patches apply to the result;
 - `patches:` whose patch is a strategic-merge `$patch: delete` of one object (how the
-  gateway-api component removes the base's Ingresses); anything else is refused by name;
+  gateway-api component removes the base's Ingresses), or, with a `target` (kind, name),
+  `$patch: delete` or a list of JSON 6902 `replace` ops (how scripts/install.sh's overlay
+  sets the hosts); anything else is refused, naming the patch;
 - `labels: [{pairs: ...}]` without selectors or templates: added to each object's metadata.labels.
 """
 
@@ -47,19 +49,49 @@ def _read_kustomization(folder: Path) -> Obj:
 
 def _apply(doc: Obj, where: Path, objects: list[Obj]) -> list[Obj]:
     for i, entry in enumerate(doc.get("patches") or []):
+        at = f"{where}/kustomization.yaml: patches[{i}]"
         patch = yaml.safe_load(entry.get("patch", "")) if isinstance(entry, dict) else None
-        if not (isinstance(patch, dict) and patch.get("$patch") == "delete" and not entry.get("target")):
-            raise RenderError(f"{where}/kustomization.yaml: patches[{i}]: only `$patch: delete` patches are supported")
-        gone = _key({k: v for k, v in patch.items() if k != "$patch"})
-        if gone not in {_key(o) for o in objects}:
-            raise RenderError(f"{where}/kustomization.yaml: patches[{i}]: no object {gone} to delete")
-        objects = [o for o in objects if _key(o) != gone]
+        target = entry.get("target") or {}
+        chosen = [
+            o
+            for o in objects
+            if target.get("kind") in (None, o.get("kind"))
+            and target.get("name") in (None, (o.get("metadata") or {}).get("name"))
+        ]
+        if isinstance(patch, dict) and patch.get("$patch") == "delete":
+            gone = {_key(o) for o in chosen} if target else {_key({k: v for k, v in patch.items() if k != "$patch"})}
+            if not gone & {_key(o) for o in objects}:
+                raise RenderError(f"{at}: no object {sorted(gone)} to delete")
+            objects = [o for o in objects if _key(o) not in gone]
+        elif isinstance(patch, list) and target:
+            for obj in chosen:
+                for op in patch:
+                    _replace(obj, op, at)
+        else:
+            raise RenderError(f"{at}: only `$patch: delete` and JSON 6902 `replace` patches are supported")
     for i, entry in enumerate(doc.get("labels") or []):
         if entry.get("includeSelectors") or entry.get("includeTemplates") or entry.get("fields"):
             raise RenderError(f"{where}/kustomization.yaml: labels[{i}]: only plain `pairs` are supported")
         for obj in objects:
             obj.setdefault("metadata", {}).setdefault("labels", {}).update(entry.get("pairs") or {})
     return objects
+
+
+def _replace(obj: Obj, op: Obj, at: str) -> None:
+    """A JSON 6902 `replace` (RFC 6901 path, ~1 for /): the only op the install's overlay uses."""
+    if op.get("op") != "replace":
+        raise RenderError(f"{at}: op {op.get('op')!r} is not supported (only replace)")
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].lstrip("/").split("/")]
+    node: Any = obj
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    last = parts[-1]
+    if isinstance(node, list):
+        node[int(last)] = op["value"]
+    elif last in node:
+        node[last] = op["value"]
+    else:
+        raise RenderError(f"{at}: replace {op['path']}: no such field")
 
 
 def render(folder: Path) -> list[Obj]:
