@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -161,6 +162,35 @@ def test_install_runs_every_step_and_check_then_again_as_an_upgrade(cluster: Ins
     assert "iam-signing-keys exists: kept" in again.stdout and "iam-cache-key exists: kept" in again.stdout
     assert "ingress.networking.k8s.io/iam-authz unchanged" in again.stdout
     assert (gw.secret_store / "iam-signing-keys" / "iam-signing-keys").read_text() == keys_before
+
+
+def guide_checks() -> list[tuple[str, list[str]]]:
+    """docs/install.md's checks: in each ```console block, `$ command` and the lines it must print."""
+    checks: list[tuple[str, list[str]]] = []
+    for block in re.findall(r"```console\n(.*?)```", (ROOT / "docs" / "install.md").read_text(), re.S):
+        for line in block.splitlines():
+            if line.startswith("$ "):
+                checks.append((line[2:], []))
+            elif line.strip():
+                checks[-1][1].append(line)
+    return checks
+
+
+def squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_the_install_guides_checks_give_the_shown_output(cluster: Installed) -> None:
+    """After the install, every check in docs/install.md prints what the page shows."""
+    checks = guide_checks()
+    assert len(checks) >= 8
+    env = {**cluster.env, "OPENFAAS_CONFIG": str(Path(cluster.env["HOME"]) / ".openfaas")}
+    for command, expected in checks:
+        out = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert out.returncode == 0, f"{command}: {out.stderr}"
+        for line in expected:
+            pattern = ".*".join(re.escape(part) for part in squash(line).split("..."))
+            assert re.search(pattern, squash(out.stdout)), f"{command}: expected {line!r}, got {out.stdout[:300]!r}"
 
 
 def test_the_first_failure_stops_the_script_with_its_fix(cluster: Installed) -> None:
