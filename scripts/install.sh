@@ -222,7 +222,9 @@ if [ "$ACTION" = uninstall ]; then
   step "remove the Kubernetes objects (routes, Redis, RBAC; the CRDs stay)" "kubectl delete -k $WORK_DIR/kustomize"
   dir=$WORK_DIR/kustomize
   if [ -f "$dir/kustomization.yaml" ]; then run kubectl delete -k "$dir" --ignore-not-found; else run kubectl delete -k deploy --ignore-not-found; fi
-  check "^$|No resources found" kubectl -n openfaas-fn get ingress,httproute -l app.kubernetes.io/part-of=openfaas-iam -o name
+  routes=ingress
+  [ "$ROUTES" = gateway-api ] && routes=httproute
+  check "^$|No resources found" kubectl -n openfaas-fn get "$routes" -l app.kubernetes.io/part-of=openfaas-iam -o name
   echo
   echo "openfaas-iam is removed."
   exit 0
@@ -323,6 +325,7 @@ if [ "${REDIS:-}" = 1 ]; then
   check "deployment.apps/redis" kubectl -n openfaas get deployment redis -o name
 fi
 if [ "$IAM_CONFIG_SOURCE" = kubernetes ]; then
+  run kubectl wait --for=condition=established --timeout=60s crd/jwtissuers.iam.openfaas.com crd/policies.iam.openfaas.com crd/roles.iam.openfaas.com
   run kubectl apply -n openfaas -f "$IAM_CONFIG"
   check "policy.iam.openfaas.com/" kubectl -n openfaas get policies.iam.openfaas.com -o name
 fi
@@ -339,14 +342,17 @@ extra=""
 [ -n "${CA_BUNDLE:-}" ] && extra=", ca-bundle"
 [ -n "$extra" ] && DEPLOY_ENV+=(EXTRA_SECRETS="$extra")
 [ -n "${AUDIT_WEBHOOK_URL:-}" ] && DEPLOY_ENV+=(AUDIT_WEBHOOK_URL="$AUDIT_WEBHOOK_URL" AUTHZ_EXTRA_SECRETS=", audit-webhook-secret")
+# Without Redis replicas share nothing (sessions, caches, leases): one of each.
+ONE_REPLICA=()
+[ "${REDIS:-}" = 1 ] || ONE_REPLICA=(--label com.openfaas.scale.min=1)
 if [ "${SKIP_BUILD:-}" = 1 ]; then
   step "deploy the functions (images already in ${REGISTRY:-the registry}: SKIP_BUILD=1)" \
     "check that the images exist and the cluster can pull them (faas-cli describe NAME --gateway $GATEWAY; kubectl -n openfaas-fn get pods)"
-  run env "${DEPLOY_ENV[@]}" faas-cli deploy -f stack.yml --gateway "$GATEWAY"
+  run env "${DEPLOY_ENV[@]}" faas-cli deploy -f stack.yml --gateway "$GATEWAY" "${ONE_REPLICA[@]}"
 else
   step "build, push to $REGISTRY and deploy the functions (faas-cli up)" \
     "docker must run and be logged in to $REGISTRY (docker login); the cluster must be able to pull from it (an imagePullSecret on openfaas-fn's default service account for a private registry)"
-  run env "${DEPLOY_ENV[@]}" faas-cli up -f stack.yml --gateway "$GATEWAY"
+  run env "${DEPLOY_ENV[@]}" faas-cli up -f stack.yml --gateway "$GATEWAY" "${ONE_REPLICA[@]}"
 fi
 FIX="the function is not ready: kubectl -n openfaas-fn describe deploy NAME and kubectl -n openfaas-fn logs deploy/NAME say why"
 for fn in iam-discovery iam-token iam-authz iam-rotate; do

@@ -118,10 +118,9 @@ class ClusterStandIn(KubeStandIn):
                 doc["metadata"]["resourceVersion"] = self._next_version()
                 self.objects[item] = doc
                 return 201, doc
-            if method == "GET" and path not in self.objects:
+            if method == "GET" and _is_collection(path):
                 items = [o for p, o in self.objects.items() if p.rsplit("/", 1)[0] == path]
-                if items or re.search(r"/(namespaces/[^/]+/)?[a-z]+$", path):
-                    return 200, {"kind": "List", "apiVersion": "v1", "metadata": {}, "items": items}
+                return 200, {"kind": "List", "apiVersion": "v1", "metadata": {}, "items": items}
             if path not in self.objects:
                 return 404, status(404, "NotFound", f'"{path.rsplit("/", 1)[1]}" not found')
             if method == "GET":
@@ -143,6 +142,12 @@ class ClusterStandIn(KubeStandIn):
             self.put_secret(obj["metadata"]["namespace"], obj["metadata"]["name"], data)
             return
         self.objects[_item_path(obj)] = obj
+
+
+def _is_collection(path: str) -> bool:
+    """`/api/v1/namespaces/ns/things` or `/apis/g/v/things` (a list), not `.../things/name` (an item)."""
+    rest = re.sub(r"^/api/v1|^/apis/[^/]+/[^/]+", "", path).strip("/").split("/")
+    return len(rest) in (1, 3)
 
 
 # -- the stub kubectl ---------------------------------------------------------------------------
@@ -232,7 +237,7 @@ def kubectl(argv: list[str]) -> int:
     i = 0
     while i < len(argv):
         a = argv[i]
-        if a in ("-n", "--namespace", "-o", "-l", "-k", "-f", "--raw"):
+        if a in ("-n", "--namespace", "-o", "-l", "-k", "-f", "--raw", "--for"):
             value = argv[i + 1]
             if a in ("-n", "--namespace"):
                 ns = value
@@ -346,6 +351,15 @@ def kubectl(argv: list[str]) -> int:
                 }
                 api.call("PUT", path, obj)
                 print(f"{printed}/{name} {'unchanged' if same else 'configured'}")
+        return 0
+    if verb == "wait":  # the stand-in's objects are ready as soon as they exist
+        for ref in args[1:]:
+            typed, _, name = ref.partition("/")
+            prefix, plural, namespaced, printed = _kind(typed)
+            where = f"{prefix}/namespaces/{ns}/{plural}" if namespaced else f"{prefix}/{plural}"
+            if api.call("GET", f"{where}/{name}")[0] != 200:
+                return _not_found(printed, name)
+            print(f"{printed}/{name} condition met")
         return 0
     print(f"stub kubectl: unsupported command: kubectl {' '.join(argv)}", file=sys.stderr)
     return 2

@@ -193,6 +193,47 @@ def test_the_install_guides_checks_give_the_shown_output(cluster: Installed) -> 
             assert re.search(pattern, squash(out.stdout)), f"{command}: expected {line!r}, got {out.stdout[:300]!r}"
 
 
+def test_every_switch_redis_crds_gateway_api_ca_bundle_audit_without_kubectls_kustomize(cluster: Installed) -> None:
+    """The optional parts, rendered by tests/kustomize_lite.py (as where kubectl is absent)."""
+    gw, kube = cluster.gw, cluster.kube
+    gw.secrets.delete("openfaas-fn", "redis-password")  # Redis needs its password in both namespaces
+    (cluster.tmp / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n")
+    env = {k: v for k, v in cluster.env.items() if k not in ("REAL_KUBECTL", "SIGNIN_HOST")}
+    env.update(
+        WORK_DIR=str(cluster.tmp / "work-all"),
+        REDIS="1",
+        IAM_CONFIG_SOURCE="kubernetes",
+        ROUTES="gateway-api",
+        CA_BUNDLE=str(cluster.tmp / "ca.pem"),
+        AUDIT_WEBHOOK_URL="https://audit.example.com/hook",
+        AUDIT_WEBHOOK_SECRET="hmac-key",
+    )
+    out = run_script(env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for expected in (
+        "got: deployment.apps/redis",
+        "got: httproute.gateway.networking.k8s.io/iam-authz",
+        "got: policy.iam.openfaas.com/team-a-ro",
+        "customresourcedefinition.apiextensions.k8s.io/policies.iam.openfaas.com created",
+        "IAM_CONFIG_MOUNT=  ",
+    ):
+        assert expected in out.stdout, expected
+    assert "httproute.gateway.networking.k8s.io/iam-signin" not in out.stdout, "no SIGNIN_HOST: no sign-in route"
+    assert ("openfaas", "redis-password") in kube.secrets and ("openfaas-fn", "ca-bundle") in kube.secrets
+    assert gw.secrets.exists("openfaas-fn", "audit-webhook-secret")
+    assert len(kube.custom[("openfaas", "policies")]) == 8
+    authz = gw.provider.functions[("openfaas-fn", "iam-authz")]
+    assert authz["envVars"]["redis_url"] == "redis://redis.openfaas:6379/0"
+    assert authz["envVars"]["iam_config"] == "kubernetes"
+    assert authz["envVars"]["audit_webhook_url"] == "https://audit.example.com/hook"
+    assert sorted(authz["secrets"]) == sorted(
+        ["iam-public-keys", "iam-cache-key", "redis-password", "basic-auth", "ca-bundle", "audit-webhook-secret"]
+    )
+    route = kube.objects["/apis/gateway.networking.k8s.io/v1/namespaces/openfaas-fn/httproutes/iam-authz"]
+    assert route["spec"]["hostnames"] == ["openfaas-api.example.com"]
+    assert not [p for p in kube.objects if p.endswith("/httproutes/iam-signin")]
+
+
 def test_the_first_failure_stops_the_script_with_its_fix(cluster: Installed) -> None:
     cron = "/apis/apps/v1/namespaces/openfaas/deployments/cron-connector"
     saved = cluster.kube.objects.pop(cron)
