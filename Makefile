@@ -41,7 +41,7 @@ test: $(STAMP) $(IDP) browser ## the whole test suite, end-to-end tests against 
 	@$(BIN)/ruff check .
 	@$(BIN)/mypy --no-error-summary
 	@$(BIN)/openfaas-iam lint -q examples/
-	@$(BIN)/openfaas-iam test examples/iam.test.yaml --config examples/
+	@$(BIN)/openfaas-iam test examples/iam.test.yaml --config examples/iam.yaml
 	@$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: $(STAMP) ## only the fast unit tests

@@ -189,7 +189,10 @@ def make_project(tmp: Path, extra_functions: str = "", extra_secrets: dict[str, 
     for fn, secrets in (extra_secrets or {}).items():
         marker = f"    handler: ./functions/{fn}\n"
         head, _, tail = text.partition(marker)
-        tail = tail.replace("    secrets:\n", "    secrets:\n" + "".join(f"      - {s}\n" for s in secrets), 1)
+        # stack.yml's secrets are flow lists (`secrets: [\n      a, b ...`) so environment switches can extend them
+        opening = "    secrets: [\n      "
+        assert opening in tail, f"stack.yml: {fn}: no flow-style secrets list to extend"
+        tail = tail.replace(opening, opening + "".join(f"{s}, " for s in secrets), 1)
         text = head + marker + tail
     (tmp / "stack.yml").write_text(text + extra_functions)
     return tmp / "stack.yml"

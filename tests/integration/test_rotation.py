@@ -445,7 +445,7 @@ def manifests(*names: str) -> list[dict]:
 
 
 def test_a_function_running_as_the_shared_account_cannot_read_the_private_keys(kube: KubeStandIn) -> None:
-    kube.enforce_rbac(manifests("rbac.yaml", "rbac-iam-objects.yaml"))
+    kube.enforce_rbac(manifests("rbac.yaml", "crd-source/rbac-iam-objects.yaml"))
     path = f"/api/v1/namespaces/{NS}/secrets/{NAME}"
     for method, what in (("GET", "get"), ("PUT", "update"), ("PATCH", "patch")):
         with pytest.raises(StoreError, match=f'HTTP 403 .*cannot {what} resource "secrets"'):
@@ -475,7 +475,7 @@ def test_the_rbac_check_would_catch_a_secret_grant(kube: KubeStandIn) -> None:
 
 
 def test_rbac_manifest_grants_nothing_on_secrets() -> None:
-    for doc in manifests("rbac.yaml", "rbac-iam-objects.yaml"):
+    for doc in manifests("rbac.yaml", "crd-source/rbac-iam-objects.yaml"):
         for rule in doc.get("rules") or []:
             assert "secrets" not in rule.get("resources", []) and "*" not in rule.get("resources", [])
 

@@ -143,7 +143,7 @@ def test_local_secrets_api_needs_the_admin_and_never_returns_a_value(store: Path
 
 
 def test_redis_manifest_uses_a_password_and_a_network_policy() -> None:
-    docs = [d for d in yaml.safe_load_all((ROOT / "deploy" / "redis.yaml").read_text()) if d]
+    docs = [d for d in yaml.safe_load_all((ROOT / "deploy" / "redis" / "redis.yaml").read_text()) if d]
     kinds = {d["kind"] for d in docs}
     assert {"Deployment", "Service", "NetworkPolicy"} <= kinds
     deployment = next(d for d in docs if d["kind"] == "Deployment")

@@ -42,8 +42,8 @@ def test_who_can_on_the_examples_names_roles_statements_and_denies() -> None:
     assert access["admin-alex"].verdict == "yes"
     ops = access["operators"]
     assert ops.verdict == "depends", "a Deny on contractors cuts it back for some tokens"
-    assert [(g.policy, g.sid) for g in ops.allows] == [("prod-ro", "read-only")]
-    assert [(g.policy, g.sid) for g in ops.denies] == [("prod-ro", "no-logs-for-contractors")]
+    assert [(g.policy, g.sid) for g in ops.allows] == [("fn-ro", "read-only")]
+    assert [(g.policy, g.sid) for g in ops.denies] == [("fn-ro", "no-logs-for-contractors")]
     assert "developers" not in access
     assert "jwt:groups" in ops.matches
 
@@ -116,16 +116,21 @@ def test_who_can_agrees_with_the_engine(cfg_roles: tuple[Any, int], action: str,
 
 def test_diff_reports_grants_denies_issuers_and_roles() -> None:
     old = load_paths([EXAMPLES])
-    text = EXAMPLES.read_text().replace('resource: ["staging:*"]', 'resource: ["staging:*", "prod:*"]')
+    text = EXAMPLES.read_text().replace(
+        'resource: ["openfaas-fn:team-a-*"]', 'resource: ["openfaas-fn:team-a-*", "openfaas-fn:team-b-*"]'
+    )
     text = text.replace("name: admin-alex", "name: admin-alexandra")
     new = load_mapping_documents([d for d in __import__("yaml").safe_load_all(text) if d], "new")
     d = diff_configs(old, new)
     assert d.roles_added == ["admin-alexandra"] and d.roles_removed == ["admin-alex"]
-    ci = next(r for r in d.roles if r.role == "ci-staging")
-    assert any(line.startswith("Function:List, Function:Get") and line.endswith("on prod:*") for line in ci.now_allowed)
+    ci = next(r for r in d.roles if r.role == "ci-team-a")
+    assert any(
+        line.startswith("Function:List, Function:Get") and line.endswith("on openfaas-fn:team-b-*")
+        for line in ci.now_allowed
+    )
     assert diff_configs(old, old).empty()
     ops = next(r for r in d.roles if r.role == "operators")
-    assert any("prod-ro/no-logs-for-contractors" in a for a in ops.approximate)
+    assert any("fn-ro/no-logs-for-contractors" in a for a in ops.approximate)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -176,8 +181,8 @@ def test_a_failing_case_is_explained_and_reported_as_junit(tmp_path: Path, capsy
     assert main(["test", str(f), "--config", str(EXAMPLES)]) == 1
     out = capsys.readouterr().out
     assert "FAIL  operators may delete" in out and "roles: expected ['developers', 'operators']" in out
-    assert "DENY (explicitly denied by policy prod-ro, statement no-logs-for-contractors)" in out
-    assert "APPLIES prod-ro/no-logs-for-contractors (Deny)" in out
+    assert "DENY (explicitly denied by policy fn-ro, statement no-logs-for-contractors)" in out
+    assert "APPLIES fn-ro/no-logs-for-contractors (Deny)" in out
     assert "0 passed, 1 failed" in out
     assert main(["test", str(f), "--config", str(EXAMPLES), "--format", "junit"]) == 1
     xml = capsys.readouterr().out
@@ -202,13 +207,13 @@ def test_run_tests_checks_the_deciding_statement() -> None:
                         "action": "Function:Get",
                         "resource": "openfaas-fn:a",
                         "allowed": True,
-                        "by": "staging-rw/read-write",
+                        "by": "team-a-rw/read-write",
                     }
                 ],
             }
         ],
     )
-    assert not r.passed and "decided by prod-ro/read-only, expected staging-rw/read-write" in r.failures[0]
+    assert not r.passed and "decided by fn-ro/read-only, expected team-a-rw/read-write" in r.failures[0]
 
 
 # -- report-only ----------------------------------------------------------------------------------

@@ -349,7 +349,12 @@ def test_no_function_token_permission_covers_a_denied_function_in_the_examples()
     index = policy_index(cfg)
     people = [
         {"iss": "https://keycloak.example.com/realms/openfaas", "sub": "u", "preferred_username": "ann", "groups": g}
-        for g in (["openfaas-dev"], ["openfaas-dev", "contractors"], ["openfaas-ops", "contractors"])
+        for g in (
+            ["openfaas-dev"],
+            ["openfaas-dev", "contractors"],
+            ["openfaas-ops", "contractors"],
+            ["staging-dev", "contractors"],  # multi-namespace.yaml
+        )
     ]
     checked = 0
     for claims in people:
@@ -358,7 +363,7 @@ def test_no_function_token_permission_covers_a_denied_function_in_the_examples()
         for permission in safe_permissions(allow, deny):
             ns_pat, fn_pat = split_resource(permission) if permission != "*" else ("*", "*")
             for ns in ("staging", "openfaas-fn", "dev-ann"):
-                for fn in ("billing-api", "billing", "echo", "api"):
+                for fn in ("billing-api", "billing", "echo", "api", "team-a-billing-api", "team-a-echo", "ann-api"):
                     if _covers(ns_pat, ns) and _covers(fn_pat, fn):
                         checked += 1
                         assert index.decide(policies, "Function:Invoke", f"{ns}:{fn}", claims).allowed, (

@@ -123,15 +123,15 @@ def test_simulate_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert main([*args, "--action", "Function:Logs", "--resource", "openfaas-fn:api"]) == 1
     out = capsys.readouterr().out
     assert "match  operators" in out
-    assert "APPLIES prod-ro/no-logs-for-contractors (Deny)" in out
+    assert "APPLIES fn-ro/no-logs-for-contractors (Deny)" in out
     assert (
-        "decision  DENY Function:Logs on openfaas-fn:api: explicitly denied by policy prod-ro, statement no-logs-for-contractors"
+        "decision  DENY Function:Logs on openfaas-fn:api: explicitly denied by policy fn-ro, statement no-logs-for-contractors"
         in out
     )
     assert main([*args, "--action", "Function:Get", "--resource", "openfaas-fn:api", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["allowed"] and doc["matched"] == {"policy": "prod-ro", "sid": "read-only", "effect": "Allow"}
-    assert doc["policies"] == ["staging-rw", "prod-ro"]
+    assert doc["allowed"] and doc["matched"] == {"policy": "fn-ro", "sid": "read-only", "effect": "Allow"}
+    assert doc["policies"] == ["team-a-rw", "team-a-secrets", "fn-ro"]
 
 
 def test_repeated_namespace_in_the_query_is_refused() -> None:

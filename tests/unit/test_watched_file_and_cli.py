@@ -28,19 +28,17 @@ def test_reload_on_change_and_keep_last_good(tmp_path: Path, caplog: pytest.LogC
     kept = source.get()
     assert kept.roles[-1].name == "release-bot-2", "an invalid file keeps the last good config"
     assert "keeping the last good IAM configuration" in caplog.text
-    assert "document 17: Nope: apiVersion: expected 'iam.openfaas.com/v1', got None" in (source.last_error or "")
+    assert "document 18: Nope: apiVersion: expected 'iam.openfaas.com/v1', got None" in (source.last_error or "")
 
 
 def test_lint_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["lint", str(ROOT / "examples" / "iam.yaml")]) == 0
-    assert "ok: 3 issuer(s), 7 policy(ies), 6 role(s)" in capsys.readouterr().out
+    assert "ok: 3 issuer(s), 8 policy(ies), 6 role(s)" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
     bad.write_text(GOOD.replace("Function:Logs", "Function:Log"))
     assert main(["lint", str(bad)]) == 1
     err = capsys.readouterr().err
-    assert f"{bad}: document 4: Policy/staging-ro: spec.statement[0].action[2]: unknown action 'Function:Log'" in err
+    assert f"{bad}: document 4: Policy/team-a-ro: spec.statement[1].action[1]: unknown action 'Function:Log'" in err
     # A Role naming an invalid Policy says so, rather than that the Policy does not exist.
-    assert (
-        f"{bad}: document 11: Role/operators: spec.policy[1]: Policy 'prod-ro' is invalid (see its own errors)" in err
-    )
+    assert f"{bad}: document 12: Role/operators: spec.policy[2]: Policy 'fn-ro' is invalid (see its own errors)" in err
     assert "5 problem(s) found" in err
