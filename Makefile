@@ -8,7 +8,7 @@ IDP := tests/idp/node_modules/.package-lock.json
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run test unit lint format fuzz soak scale bench clean browser
+.PHONY: help run token test unit lint format fuzz soak scale bench clean browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ browser: # headless Chromium for the sign-in page test (Debian packages; skipped
 
 run: $(STAMP) ## run the bundle locally behind a gateway on 127.0.0.1 (PORT, default 8080)
 	@$(BIN)/openfaas-iam-gateway
+
+token: $(STAMP) ## an API token for trying make run without an IdP (CLAIMS='{"sub": ..., "groups": [...]}')
+	@$(BIN)/python scripts/local_token.py
 
 test: $(STAMP) $(IDP) browser ## the whole test suite, end-to-end tests against real peers included
 	@$(BIN)/ruff check .

@@ -334,6 +334,8 @@ fi
 DEPLOY_ENV=(PUBLIC_GATEWAY_URL="$PUBLIC_GATEWAY_URL" TAG="$TAG" IAM_CONFIG_SOURCE="$IAM_CONFIG_SOURCE")
 [ -n "${REGISTRY:-}" ] && DEPLOY_ENV+=(REGISTRY="$REGISTRY")
 [ -n "${SIGNIN_HOST:-}" ] && DEPLOY_ENV+=(SIGNIN_ORIGIN="https://$SIGNIN_HOST")
+# The sign-in page suggests faas-cli commands for the proxy at its host root.
+[ -n "${AUTHZ_HOST:-}" ] && DEPLOY_ENV+=(PROXY_URL="https://$AUTHZ_HOST")
 [ -n "${SSO_ISSUER:-}" ] && DEPLOY_ENV+=(SSO_ISSUER="$SSO_ISSUER")
 [ -n "${SSO_CLIENT_ID:-}" ] && DEPLOY_ENV+=(SSO_CLIENT_ID="$SSO_CLIENT_ID")
 [ "${REDIS:-}" = 1 ] && DEPLOY_ENV+=(REDIS_URL="redis://redis.openfaas:6379/0")

@@ -56,7 +56,7 @@ authorizer = Authorizer(
     verifier=verifier,
     admin_credentials=admin_credentials,
     protection=protection,
-    refresh_gateway=s.authz_url,
+    refresh_gateway=s.proxy_url or s.authz_url,
 )
 streams = StreamLimiter(per_subject=s.max_streams_per_subject, total=s.max_streams)
 gateway = GatewayClient(s.gateway_url, admin_credentials, read_timeout=s.proxy_read_timeout, verify=s.ca_bundle or True)

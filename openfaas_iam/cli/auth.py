@@ -198,13 +198,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.refresh:
             _apply_saved(args)
+        marker: dict = {}
         if not args.no_exchange and not args.skip_gateway_check:
-            check_proxy(args.gateway, session)
+            marker = check_proxy(args.gateway, session)
         subject, kind = _subject(args, session)
         if args.no_exchange:
             _show(subject, args)
             return 0
-        issuer = args.issuer or _bundle_issuer(args.gateway)
+        # The proxy names the bundle's issuer: a host route to iam-authz serves no /function/iam-discovery.
+        named = marker.get("issuer") if isinstance(marker.get("issuer"), str) else None
+        issuer = args.issuer or named or _bundle_issuer(args.gateway)
         meta = oc.discover(issuer, session)
         result = oc.exchange(meta.token_endpoint, subject, kind, session)
     except oc.AuthFlowError as e:

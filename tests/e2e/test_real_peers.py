@@ -454,3 +454,21 @@ def test_a_function_under_the_real_watchdog(bundle: Bundle, tmp_path: Path) -> N
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_auth_at_the_proxys_host_root_finds_the_issuer_and_saves_a_token(bundle: Bundle, tmp_path: Path) -> None:
+    """The host route serves only iam-authz: the issuer comes from the proxy's marker, not a guessed path."""
+    from openfaas_iam.cli.main import main
+
+    env_before = os.environ.get("OPENFAAS_CONFIG")
+    os.environ["OPENFAAS_CONFIG"] = str(tmp_path / "cfg")
+    try:
+        assert main(["auth", "--gateway", bundle.proxy, "--token", bundle.idp.mint({"sub": "ann"})]) == 0
+        saved = (tmp_path / "cfg" / "config.yml").read_text()
+        assert bundle.proxy in saved and "oauth2" in saved
+        assert main(["whoami", "--gateway", bundle.proxy]) == 0
+    finally:
+        if env_before is None:
+            os.environ.pop("OPENFAAS_CONFIG", None)
+        else:
+            os.environ["OPENFAAS_CONFIG"] = env_before
