@@ -43,6 +43,7 @@ token: $(STAMP) ## an API token for trying make run without an IdP (CLAIMS='{"su
 test: $(STAMP) $(IDP) browser ## the whole test suite, end-to-end tests against real peers included
 	@$(BIN)/ruff check .
 	@$(BIN)/mypy --no-error-summary
+	@out=$$($(BIN)/lint-imports --no-cache 2>&1) || { echo "$$out"; exit 1; }; echo "import contracts: $$(echo "$$out" | grep -o '[0-9]* kept, [0-9]* broken')"
 	@$(BIN)/openfaas-iam lint -q examples/
 	@$(BIN)/openfaas-iam test examples/iam.test.yaml --config examples/iam.yaml
 	@$(BIN)/pytest $(PYTEST_ARGS)
@@ -50,10 +51,11 @@ test: $(STAMP) $(IDP) browser ## the whole test suite, end-to-end tests against 
 unit: $(STAMP) ## only the fast unit tests
 	@$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff (check and format), mypy on the core, and the example IAM documents
+lint: $(STAMP) ## ruff (check and format), mypy on the core, the import layers, and the example IAM documents
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@$(BIN)/mypy
+	@$(BIN)/lint-imports --no-cache
 	@$(BIN)/openfaas-iam lint examples/
 
 format: $(STAMP) ## format the code

@@ -3,7 +3,7 @@
 Go's `encoding/json` matches an object's keys to struct fields exactly first, else
 case-insensitively with Unicode simple folding, and every matching key assigns, so the
 last one wins; unknown keys are ignored. faas-netes (CE) and faasd then take a call's
-namespace from different places (see `openfaas_iam/rest_api.py`). The local provider acts
+namespace from different places (see `openfaas_iam/proxy/rest_api.py`). The local provider acts
 on what these functions return, and the tests use them as the oracle for what a real
 provider would do with a request the proxy forwarded.
 """

@@ -6,7 +6,7 @@ The store is a folder with one sub-folder per secret and one file per key
 of each secret it lists, refreshed `sync_delay` seconds after the store changes, as the
 kubelet does (late, never half-written), so the bundle is exercised against late
 mounts here too. The bundle's private secrets are mounted only into the functions
-`openfaas_iam.custody` names: any other function listing them is refused. Secrets are
+`openfaas_iam.proxy.custody` names: any other function listing them is refused. Secrets are
 written through the gateway's `/system/secrets` (admin basic auth; values never
 returned), as on OpenFaaS.
 """
@@ -20,8 +20,8 @@ import threading
 import time
 from pathlib import Path
 
-from openfaas_iam.custody import may_mount
-from openfaas_iam.keyset import initial_keyset
+from openfaas_iam.jose.keyset import initial_keyset
+from openfaas_iam.proxy.custody import may_mount
 
 from .stack import Function, StackError
 
@@ -56,7 +56,7 @@ def ensure_defaults(store: Path, iam_config: Path) -> list[str]:
         write_private(keys, keyset.to_json())
         created.append("iam-signing-keys and iam-public-keys (a new ES256 keyset)")
     elif not public.exists():
-        from openfaas_iam.keyset import read_keyset_file
+        from openfaas_iam.jose.keyset import read_keyset_file
 
         public.parent.mkdir(exist_ok=True)
         write_private(public, read_keyset_file(str(keys)).public_json())

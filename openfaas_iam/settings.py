@@ -14,7 +14,7 @@ DEFAULT_SECRETS = "/var/openfaas/secrets"
 
 
 def _duration(value: str) -> float:
-    from .durations import parse_duration
+    from openfaas_iam.durations import parse_duration
 
     return parse_duration(value)
 

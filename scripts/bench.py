@@ -34,16 +34,16 @@ from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature  # noqa: E402
 
-from openfaas_iam.discovery import IssuerDiscovery, IssuerKeys  # noqa: E402
-from openfaas_iam.jwks_cache import JwksCache  # noqa: E402
-from openfaas_iam.jws import b64url_decode  # noqa: E402
-from openfaas_iam.keyset import initial_keyset  # noqa: E402
-from openfaas_iam.loading import load_texts  # noqa: E402
-from openfaas_iam.mint import sign  # noqa: E402
-from openfaas_iam.outbound import Fetcher  # noqa: E402
-from openfaas_iam.policy import policy_index  # noqa: E402
+from openfaas_iam.engine.policy import policy_index  # noqa: E402
+from openfaas_iam.jose.jws import b64url_decode  # noqa: E402
+from openfaas_iam.jose.keyset import initial_keyset  # noqa: E402
+from openfaas_iam.jose.mint import sign  # noqa: E402
+from openfaas_iam.model.loading import load_texts  # noqa: E402
+from openfaas_iam.oidc.discovery import IssuerDiscovery, IssuerKeys  # noqa: E402
+from openfaas_iam.oidc.jwks_cache import JwksCache  # noqa: E402
+from openfaas_iam.oidc.outbound import Fetcher  # noqa: E402
+from openfaas_iam.oidc.verify import OwnTokenVerifier, verify_subject_token  # noqa: E402
 from openfaas_iam.stores.cache import LayeredCache  # noqa: E402
-from openfaas_iam.verify import OwnTokenVerifier, verify_subject_token  # noqa: E402
 
 ISSUER = "http://127.0.0.1:8080/function/iam-discovery"
 RESULTS: list[dict[str, Any]] = []
@@ -367,8 +367,8 @@ def bench_verification() -> None:
         lambda: verify_subject_token(subject, config, jwks, 60), lambda: rpub.verify(sig, msg, pkcs1, sha), 3000
     )
     # Where the time over the floor goes, measured part by part (the note on a miss).
-    from openfaas_iam.jws import verify_signature
-    from openfaas_iam.verify import check_times, parse_token
+    from openfaas_iam.jose.jws import verify_signature
+    from openfaas_iam.oidc.verify import check_times, parse_token
 
     parsed = parse_token(subject)
     issuer = config.issuers[0]
@@ -580,8 +580,8 @@ MEMORY_LIMIT_MIB = 256  # stack.yml: limits.memory of every function (raised fro
 
 
 def exchanger(config: Callable[[], Any], jwks: JwksCache, keyset: Any, audit_stream: Any) -> Any:
-    from openfaas_iam.audit import AuditLog
-    from openfaas_iam.exchange import TokenExchange
+    from openfaas_iam.observability.audit import AuditLog
+    from openfaas_iam.service.exchange import TokenExchange
 
     return TokenExchange(
         issuer_url=ISSUER,
@@ -599,8 +599,8 @@ def p99(samples: list[float]) -> float:
 
 def bench_large(tmp: Path, idp: IdpStandIn) -> float:
     """Exchange cost at 10,000 Roles vs 10; p99 while a 10,000-Role configuration reloads. Returns the reload time."""
-    from openfaas_iam.config_source import file_config_source, prepared
-    from openfaas_iam.exchange import ExchangeRequest
+    from openfaas_iam.service.config_source import file_config_source, prepared
+    from openfaas_iam.service.exchange import ExchangeRequest
 
     say("7. large configurations: 1,000 issuers, 10,000 Policies, 10,000 Roles")
     base = base_documents(idp)
@@ -1072,8 +1072,8 @@ EXPLAIN = {
 
 def bench_policy_tools() -> None:
     """`who-can`, `diff` and `test` on 10,000 Roles and Policies: well under a second (issue 18)."""
-    from openfaas_iam.loading import load_mapping_documents
-    from openfaas_iam.policy_tools import diff_configs, run_tests, who_can
+    from openfaas_iam.engine.policy_tools import diff_configs, run_tests, who_can
+    from openfaas_iam.model.loading import load_mapping_documents
 
     base: list[dict[str, Any]] = [
         {
@@ -1150,7 +1150,7 @@ make bench            # a few minutes; rewrites this file and docs/performance.j
 - **Scaling**: policies are indexed by name, then by action, so a decision reads only the
   token's own policies: 10,000 unrelated policies cost nothing per decision.
 - **Verification floor**: a bare `cryptography` verify of the same signature bytes. Our
-  verification uses `cryptography` directly (openfaas_iam/jws.py): strict base64url in C
+  verification uses `cryptography` directly (openfaas_iam/jose/jws.py): strict base64url in C
   and one JSON parse per segment; PyJWT's pure-Python checks cost more than the RS256
   signature itself, so it is used only where speed does not matter.
 - **HTTP**: `/authorize` is one function process (our template: Flask on waitress, 8

@@ -25,7 +25,7 @@ from bundle_harness import start_bundle  # noqa: E402
 from fuzz.http_cases import random_case, send  # noqa: E402
 from reliability_report import update_section  # noqa: E402
 
-from openfaas_iam.actions import ACTIONS  # noqa: E402
+from openfaas_iam.model.actions import ACTIONS  # noqa: E402
 
 TIMEOUT = 10.0
 

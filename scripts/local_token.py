@@ -19,10 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from openfaas_iam.keyset import read_keyset_file  # noqa: E402
-from openfaas_iam.loading import load_paths  # noqa: E402
-from openfaas_iam.mint import api_token_claims, sign  # noqa: E402
-from openfaas_iam.roles import role_matcher  # noqa: E402
+from openfaas_iam.engine.roles import role_matcher  # noqa: E402
+from openfaas_iam.jose.keyset import read_keyset_file  # noqa: E402
+from openfaas_iam.jose.mint import api_token_claims, sign  # noqa: E402
+from openfaas_iam.model.loading import load_paths  # noqa: E402
 
 DEFAULT_CLAIMS = {
     "iss": "https://keycloak.example.com/realms/openfaas",

@@ -2,7 +2,7 @@
 
 It is the local provider's own reading (`localgw.go_decode`), which follows Go's
 encoding/json and the faas-netes and faasd handlers, and is independent of the code under
-test (`openfaas_iam.go_json`, which refuses what these would read two ways).
+test (`openfaas_iam.proxy.go_json`, which refuses what these would read two ways).
 """
 
 from localgw.go_decode import faas_netes_target, faasd_target, fold_equal, secrets_mounted, unmarshal

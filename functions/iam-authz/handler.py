@@ -10,24 +10,24 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from openfaas_iam import json_codec
-from openfaas_iam.actions import canonical_action
-from openfaas_iam.audit import AuditLog, RedisStreamSink, WebhookSink, api_event
-from openfaas_iam.authz import Authorizer, Principal
-from openfaas_iam.basic_auth import AdminCredentials
+from openfaas_iam.engine.policy import Decision
 from openfaas_iam.errors import Unauthenticated
-from openfaas_iam.fair_share import OverLimit, StreamLimiter
-from openfaas_iam.gateway_client import GatewayClient, GatewayUnavailable
-from openfaas_iam.metrics import CONTENT_TYPE
-from openfaas_iam.own_discovery import PROXY_MARKER_PATH, proxy_marker
-from openfaas_iam.policy import Decision
-from openfaas_iam.protected import Protection
-from openfaas_iam.responses import error, json_response, metrics_response, not_ready, unauthenticated
-from openfaas_iam.rest_api import ApiCall, BadApiRequest, NotCovered, map_call
-from openfaas_iam.routing import Router
-from openfaas_iam.runtime import Runtime
+from openfaas_iam.model.actions import canonical_action
+from openfaas_iam.model.protected import Protection
+from openfaas_iam.observability.audit import AuditLog, RedisStreamSink, WebhookSink, api_event
+from openfaas_iam.observability.metrics import CONTENT_TYPE
+from openfaas_iam.oidc.own_discovery import PROXY_MARKER_PATH, proxy_marker
+from openfaas_iam.oidc.verify import OwnTokenVerifier
+from openfaas_iam.proxy.authz import Authorizer, Principal
+from openfaas_iam.proxy.basic_auth import AdminCredentials
+from openfaas_iam.proxy.fair_share import OverLimit, StreamLimiter
+from openfaas_iam.proxy.gateway_client import GatewayClient, GatewayUnavailable
+from openfaas_iam.proxy.rest_api import ApiCall, BadApiRequest, NotCovered, map_call
+from openfaas_iam.service.responses import error, json_response, metrics_response, not_ready, unauthenticated
+from openfaas_iam.service.routing import Router
+from openfaas_iam.service.runtime import Runtime
 from openfaas_iam.settings import Settings
-from openfaas_iam.verify import OwnTokenVerifier
-from openfaas_iam.watched_file import Unavailable, WatchedFile, read_stripped
+from openfaas_iam.stores.watched_file import Unavailable, WatchedFile, read_stripped
 
 log = logging.getLogger("iam-authz")
 rt = Runtime.build(Settings.from_env(os.environ))

@@ -7,14 +7,14 @@ import os
 import threading
 
 from openfaas_iam.errors import DiscoveryError
-from openfaas_iam.metrics import CONTENT_TYPE
-from openfaas_iam.outbound import summarise
-from openfaas_iam.own_discovery import discovery_document
-from openfaas_iam.responses import error, json_response, metrics_response, not_ready
-from openfaas_iam.routing import Router
-from openfaas_iam.runtime import Runtime
+from openfaas_iam.observability.metrics import CONTENT_TYPE
+from openfaas_iam.oidc.outbound import summarise
+from openfaas_iam.oidc.own_discovery import discovery_document
+from openfaas_iam.service.responses import error, json_response, metrics_response, not_ready
+from openfaas_iam.service.routing import Router
+from openfaas_iam.service.runtime import Runtime
 from openfaas_iam.settings import Settings
-from openfaas_iam.watched_file import Unavailable
+from openfaas_iam.stores.watched_file import Unavailable
 
 log = logging.getLogger("iam-discovery")
 rt = Runtime.build(Settings.from_env(os.environ))

@@ -9,16 +9,16 @@ from __future__ import annotations
 import logging
 import os
 
-from openfaas_iam.basic_auth import AdminCredentials, is_admin
 from openfaas_iam.errors import StoreError
-from openfaas_iam.metrics import CONTENT_TYPE
-from openfaas_iam.responses import error, json_response, metrics_response
-from openfaas_iam.rotation import LEASE_HELD, LEASE_UNAVAILABLE, RotationResult, Rotator, schedule_problem
-from openfaas_iam.routing import Router
-from openfaas_iam.runtime import Runtime
+from openfaas_iam.observability.metrics import CONTENT_TYPE
+from openfaas_iam.proxy.basic_auth import AdminCredentials, is_admin
+from openfaas_iam.service.responses import error, json_response, metrics_response
+from openfaas_iam.service.rotation import LEASE_HELD, LEASE_UNAVAILABLE, RotationResult, Rotator, schedule_problem
+from openfaas_iam.service.routing import Router
+from openfaas_iam.service.runtime import Runtime
 from openfaas_iam.settings import Settings
 from openfaas_iam.stores.secrets import GatewaySecretWriter, MountedKeysetStore
-from openfaas_iam.watched_file import Unavailable
+from openfaas_iam.stores.watched_file import Unavailable
 
 rt = Runtime.build(Settings.from_env(os.environ))
 s = rt.settings
@@ -26,7 +26,7 @@ admin = AdminCredentials(s.secret_path("basic-auth-user"), s.secret_path("basic-
 # A key signs only after every verifier has had it this long: their mounts and their JWKS caches.
 PUBLISH_LEAD = s.mount_sync_allowance + s.own_jwks_max_age
 if problem := schedule_problem(s.rotation_interval, PUBLISH_LEAD):
-    logging.getLogger("openfaas_iam.rotation").warning("%s", problem)
+    logging.getLogger("openfaas_iam.service.rotation").warning("%s", problem)
 
 
 def make_store() -> MountedKeysetStore:

@@ -15,17 +15,17 @@ from urllib.parse import parse_qsl
 
 import requests
 
-from openfaas_iam import signin_pages as pages
-from openfaas_iam.audit import AuditLog
 from openfaas_iam.errors import InvalidRequest, OAuthError
-from openfaas_iam.exchange import TT, ExchangeRequest, TokenExchange, parse_request
-from openfaas_iam.jws import decode_json
-from openfaas_iam.metrics import CONTENT_TYPE
-from openfaas_iam.responses import NO_STORE, json_response, metrics_response, not_ready_message, oauth_error
-from openfaas_iam.routing import Router
-from openfaas_iam.runtime import Runtime
+from openfaas_iam.jose.jws import decode_json
+from openfaas_iam.observability.audit import AuditLog
+from openfaas_iam.observability.metrics import CONTENT_TYPE
+from openfaas_iam.service.exchange import TT, ExchangeRequest, TokenExchange, parse_request
+from openfaas_iam.service.responses import NO_STORE, json_response, metrics_response, not_ready_message, oauth_error
+from openfaas_iam.service.routing import Router
+from openfaas_iam.service.runtime import Runtime
 from openfaas_iam.settings import Settings
-from openfaas_iam.signin import (
+from openfaas_iam.signin import pages
+from openfaas_iam.signin.flow import (
     FLOW_COOKIE,
     SESSION_COOKIE,
     SESSION_TTL,
@@ -36,7 +36,7 @@ from openfaas_iam.signin import (
     log_failure,
     parse_cookies,
 )
-from openfaas_iam.watched_file import Unavailable, WatchedFile, read_stripped
+from openfaas_iam.stores.watched_file import Unavailable, WatchedFile, read_stripped
 
 rt = Runtime.build(Settings.from_env(os.environ))
 s = rt.settings

@@ -8,9 +8,9 @@ import os
 import sys
 from urllib.parse import urlsplit
 
-from .. import oidc_client as oc
-from ..faas_config import read_entry, save_token
-from ..proxy_client import check_proxy, whoami
+from openfaas_iam.client import oidc_client as oc
+from openfaas_iam.client.faas_config import read_entry, save_token
+from openfaas_iam.client.proxy_client import check_proxy, whoami
 
 # What `--refresh` may take from the saved entry (never a secret: the client secret comes from the environment).
 SAVED_OPTIONS = ("issuer", "authority", "client_id", "grant", "audience", "token_file", "scope")

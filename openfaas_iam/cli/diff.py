@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
-from ..errors import ConfigError
-from ..loading import load_paths
-from ..policy_tools import ConfigDiff, diff_configs
+from openfaas_iam.engine.policy_tools import ConfigDiff, diff_configs
+from openfaas_iam.errors import ConfigError
+from openfaas_iam.model.loading import load_paths
 
 
 def register(sub: argparse._SubParsersAction) -> None:

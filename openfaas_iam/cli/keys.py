@@ -8,8 +8,8 @@ import json
 import os
 import sys
 
-from ..faas_config import write_private
-from ..keyset import initial_keyset
+from openfaas_iam.client.faas_config import write_private
+from openfaas_iam.jose.keyset import initial_keyset
 
 SECRET = "iam-signing-keys"
 PUBLIC_SECRET = "iam-public-keys"

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..advice import advise
-from ..errors import ConfigError, Problem
-from ..loading import load_paths
+from openfaas_iam.errors import ConfigError, Problem
+from openfaas_iam.model.advice import advise
+from openfaas_iam.model.loading import load_paths
 
 OK, PROBLEMS, USAGE = 0, 1, 2
 

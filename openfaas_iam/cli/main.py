@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import auth, diff, keys, lint, policy_test, simulate, who_can
+from openfaas_iam.cli import auth, diff, keys, lint, policy_test, simulate, who_can
 
 
 def build_parser() -> argparse.ArgumentParser:

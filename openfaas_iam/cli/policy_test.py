@@ -10,9 +10,9 @@ from xml.sax.saxutils import escape, quoteattr
 
 import yaml
 
-from ..errors import ConfigError
-from ..loading import load_paths
-from ..policy_tools import CaseResult, TestFileError, run_tests
+from openfaas_iam.engine.policy_tools import CaseResult, TestFileError, run_tests
+from openfaas_iam.errors import ConfigError
+from openfaas_iam.model.loading import load_paths
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -8,9 +8,9 @@ import sys
 
 import jwt
 
-from ..errors import ConfigError
-from ..loading import load_paths
-from ..simulate import simulate
+from openfaas_iam.engine.simulate import simulate
+from openfaas_iam.errors import ConfigError
+from openfaas_iam.model.loading import load_paths
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from ..errors import ConflictError, StoreError
+from openfaas_iam.errors import ConflictError, StoreError
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 

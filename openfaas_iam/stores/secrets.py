@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 import requests
 
-from ..errors import StoreError
-from ..keyset import Keyset, PublicKeys, parse_keyset, parse_public_keys
+from openfaas_iam.errors import StoreError
+from openfaas_iam.jose.keyset import Keyset, PublicKeys, parse_keyset, parse_public_keys
 
 
 class SecretWriter(Protocol):

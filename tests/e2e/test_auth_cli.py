@@ -355,8 +355,8 @@ def test_whoami_and_refresh_from_the_saved_options(env: Env, tmp_path: Path) -> 
 
 
 def test_expired_tokens_say_when_and_what_to_run(env: Env, tmp_path: Path) -> None:
-    from openfaas_iam.faas_config import save_token
-    from openfaas_iam.keyset import read_keyset_file
+    from openfaas_iam.client.faas_config import save_token
+    from openfaas_iam.jose.keyset import read_keyset_file
 
     keyset = read_keyset_file(str(env.gw.secret_store / "iam-signing-keys" / "iam-signing-keys"))
     now = int(time.time())

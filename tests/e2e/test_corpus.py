@@ -20,7 +20,7 @@ from gateway_standin import GatewayStandIn
 from idp_server import OidcProvider, private_jwk
 
 from openfaas_iam.errors import ConfigError
-from openfaas_iam.loading import load_paths
+from openfaas_iam.model.loading import load_paths
 
 CORPUS = ROOT / "tests" / "corpus"
 TOKENS = json.loads((CORPUS / "tokens.json").read_text())

@@ -13,7 +13,7 @@ from idp_server import OidcProvider
 from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet
 
-from openfaas_iam.keyset import read_keyset_file
+from openfaas_iam.jose.keyset import read_keyset_file
 
 AUD = "https://gateway.test"
 

@@ -18,7 +18,7 @@ from conftest import make_project, start_gateway
 from prometheus_client.parser import text_string_to_metric_families
 from test_confused_deputy import EXCHANGE, ID_TOKEN, Env
 
-from openfaas_iam.metrics import metric_names
+from openfaas_iam.observability.metrics import metric_names
 
 env = deputy.env  # the same set-up, started once for this module
 

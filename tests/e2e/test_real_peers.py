@@ -32,7 +32,7 @@ import requests
 from conftest import ROOT, free_port, make_project, start_gateway
 from idp_server import OidcProvider
 
-from openfaas_iam.faas_config import save_token
+from openfaas_iam.client.faas_config import save_token
 
 pytestmark = pytest.mark.e2e
 

@@ -632,7 +632,7 @@ def test_cli_callback_page_in_a_browser(browser, tmp_path: Path) -> None:
 
     from selenium.webdriver.common.by import By
 
-    from openfaas_iam.oidc_client import CallbackServer
+    from openfaas_iam.client.oidc_client import CallbackServer
 
     port = free_port()
     server = CallbackServer("127.0.0.1", port, "the-state", awaits_report=True)

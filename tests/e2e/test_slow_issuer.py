@@ -24,7 +24,7 @@ from idp_server import OidcProvider
 from test_faults import docs, exchange
 
 from openfaas_iam.errors import DiscoveryError
-from openfaas_iam.outbound import Fetcher
+from openfaas_iam.oidc.outbound import Fetcher
 
 
 class Dripper(socketserver.ThreadingTCPServer):

@@ -17,12 +17,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from openfaas_iam.engine.policy import policy_index
 from openfaas_iam.errors import ConfigError, OAuthError, TokenError
-from openfaas_iam.exchange import parse_request
-from openfaas_iam.loading import load_texts
-from openfaas_iam.policy import policy_index
-from openfaas_iam.rest_api import BadApiRequest, NotCovered, map_call
-from openfaas_iam.verify import parse_token
+from openfaas_iam.model.loading import load_texts
+from openfaas_iam.oidc.verify import parse_token
+from openfaas_iam.proxy.rest_api import BadApiRequest, NotCovered, map_call
+from openfaas_iam.service.exchange import parse_request
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -164,7 +164,7 @@ statements = st.fixed_dictionaries(
 
 def reference_allows(policies: list[list[dict[str, Any]]], action: str, resource: str) -> bool:
     """A deliberately naive reading of the semantics: expand, then match each side of ':' separately."""
-    from openfaas_iam.actions import expand_action
+    from openfaas_iam.model.actions import expand_action
 
     def res_match(p: str, r: str) -> bool:
         if p == "*":

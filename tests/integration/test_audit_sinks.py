@@ -9,7 +9,7 @@ import time
 
 import redis
 
-from openfaas_iam.audit import AuditLog, RedisStreamSink, WebhookSink, api_event, sign_body
+from openfaas_iam.observability.audit import AuditLog, RedisStreamSink, WebhookSink, api_event, sign_body
 
 
 def test_redis_down_does_not_fail_a_request(throwaway_redis, capsys) -> None:

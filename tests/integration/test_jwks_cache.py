@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from idp_server import OidcProvider, private_jwk
 
-from openfaas_iam.cache_auth import EntrySealer
-from openfaas_iam.discovery import IssuerDiscovery
 from openfaas_iam.errors import DiscoveryError, KeyUnavailable, TokenError
-from openfaas_iam.jwks_cache import CachePolicy, JwksCache
-from openfaas_iam.loading import load_texts
-from openfaas_iam.objects import JwtIssuer
-from openfaas_iam.outbound import Fetcher
+from openfaas_iam.model.loading import load_texts
+from openfaas_iam.model.objects import JwtIssuer
+from openfaas_iam.oidc.cache_auth import EntrySealer
+from openfaas_iam.oidc.discovery import IssuerDiscovery
+from openfaas_iam.oidc.jwks_cache import CachePolicy, JwksCache
+from openfaas_iam.oidc.outbound import Fetcher
+from openfaas_iam.oidc.verify import verify_subject_token
 from openfaas_iam.stores.cache import LayeredCache, RedisCache
-from openfaas_iam.verify import verify_subject_token
 
 AUD = "https://gateway.test"
 CACHE_KEY = b"test-cache-key-shared-by-the-bundle"

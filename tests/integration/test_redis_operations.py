@@ -19,8 +19,8 @@ import redis
 from conftest import free_port
 from tls_certs import make_ca_and_server_cert
 
-from openfaas_iam.metrics import Metrics
-from openfaas_iam.runtime import Runtime
+from openfaas_iam.observability.metrics import Metrics
+from openfaas_iam.service.runtime import Runtime
 from openfaas_iam.settings import Settings
 from openfaas_iam.stores.cache import RedisCache, RedisOptions
 

@@ -18,19 +18,19 @@ import redis
 from cryptography.hazmat.primitives.asymmetric import ec
 from idp_server import OidcProvider
 
-from openfaas_iam.cache_auth import PREFIX, EntrySealer
-from openfaas_iam.discovery import IssuerDiscovery
 from openfaas_iam.errors import TokenError
-from openfaas_iam.jwks_cache import CachePolicy, JwksCache
-from openfaas_iam.keyset import initial_keyset, public_jwk
-from openfaas_iam.loading import load_texts
-from openfaas_iam.metrics import Metrics
-from openfaas_iam.mint import sign
-from openfaas_iam.outbound import Fetcher
-from openfaas_iam.runtime import Runtime
+from openfaas_iam.jose.keyset import initial_keyset, public_jwk
+from openfaas_iam.jose.mint import sign
+from openfaas_iam.model.loading import load_texts
+from openfaas_iam.observability.metrics import Metrics
+from openfaas_iam.oidc.cache_auth import PREFIX, EntrySealer
+from openfaas_iam.oidc.discovery import IssuerDiscovery
+from openfaas_iam.oidc.jwks_cache import CachePolicy, JwksCache
+from openfaas_iam.oidc.outbound import Fetcher
+from openfaas_iam.oidc.verify import OwnTokenVerifier, verify_subject_token
+from openfaas_iam.service.runtime import Runtime
 from openfaas_iam.settings import Settings
 from openfaas_iam.stores.cache import LayeredCache, RedisCache
-from openfaas_iam.verify import OwnTokenVerifier, verify_subject_token
 
 AUD = "https://gateway.test"
 ISSUER = "https://gateway.example.com/function/iam-discovery"
@@ -252,8 +252,8 @@ class FakeIdp:
         self.fetcher = Fetcher(timeout=0.2)
 
     def fetch(self, issuer):
-        from openfaas_iam.discovery import Discovered
         from openfaas_iam.errors import DiscoveryError
+        from openfaas_iam.oidc.discovery import Discovered
 
         self.fetches += 1
         if self.down:

@@ -22,15 +22,15 @@ from gateway_standin import GatewayStandIn
 from k8s_standin import TOKEN, KubeletStandIn, KubeStandIn
 from tls_certs import make_ca_and_server_cert
 
-from openfaas_iam.config_source import KubernetesConfigSource
 from openfaas_iam.errors import StoreError
-from openfaas_iam.keyset import NEXT, RETIRED, initial_keyset, parse_keyset, parse_public_keys, rotate
-from openfaas_iam.mint import sign
-from openfaas_iam.rotation import Rotator
+from openfaas_iam.jose.keyset import NEXT, RETIRED, initial_keyset, parse_keyset, parse_public_keys, rotate
+from openfaas_iam.jose.mint import sign
+from openfaas_iam.oidc.verify import OwnTokenVerifier
+from openfaas_iam.service.config_source import KubernetesConfigSource
+from openfaas_iam.service.rotation import Rotator
 from openfaas_iam.stores.cache import LayeredCache, RedisCache
 from openfaas_iam.stores.kubernetes import KubernetesClient
 from openfaas_iam.stores.secrets import GatewaySecretWriter, MountedKeysetStore
-from openfaas_iam.verify import OwnTokenVerifier
 
 NS, NAME, PUBLIC = "openfaas-fn", "iam-signing-keys", "iam-public-keys"
 ISSUER = "https://gateway.example.com/function/iam-discovery"

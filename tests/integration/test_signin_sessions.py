@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from openfaas_iam.outbound import Fetcher
-from openfaas_iam.signin import SESSION_COOKIE, SignIn, SignInError, SsoSettings
+from openfaas_iam.oidc.outbound import Fetcher
+from openfaas_iam.signin.flow import SESSION_COOKIE, SignIn, SignInError, SsoSettings
 from openfaas_iam.stores.cache import LayeredCache, RedisCache
 
 SECRET = b"openfaas-iam:client-secret"

@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from openfaas_iam.basic_auth import is_admin, parse_basic
+from openfaas_iam.proxy.basic_auth import is_admin, parse_basic
 
 
 def basic(text: str) -> str:

@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from openfaas_iam.cli.main import main
-from openfaas_iam.faas_config import UnsafeConfigPath, save_token
-from openfaas_iam.oidc_client import AuthFlowError, CallbackServer
+from openfaas_iam.client.faas_config import UnsafeConfigPath, save_token
+from openfaas_iam.client.oidc_client import AuthFlowError, CallbackServer
 
 
 def ci_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
@@ -282,7 +282,7 @@ def test_keys_init_public_output_never_writes_through_a_link(tmp_path: Path) -> 
 
 def test_the_clis_idp_calls_have_a_total_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     """A discovery or token endpoint dripping one byte at a time ends the command at the deadline."""
-    from openfaas_iam import oidc_client as oc
+    from openfaas_iam.client import oidc_client as oc
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from openfaas_iam.claims import lookup
-from openfaas_iam.conditions import Clause, Condition, compile_clause
+from openfaas_iam.model.claims import lookup
+from openfaas_iam.model.conditions import Clause, Condition, compile_clause
 
 CLAIMS = {
     "iss": "https://idp.example.com",

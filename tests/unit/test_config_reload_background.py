@@ -6,7 +6,7 @@ import os
 import threading
 from pathlib import Path
 
-from openfaas_iam.watched_file import WatchedFile
+from openfaas_iam.stores.watched_file import WatchedFile
 
 
 def slow_source(path: Path, background: bool = True) -> tuple[WatchedFile[str], threading.Event, threading.Event]:
@@ -73,10 +73,10 @@ def test_a_replaced_configuration_is_freed_without_the_cyclic_collector() -> Non
     import gc
     import weakref
 
-    from openfaas_iam.config_source import prepared
-    from openfaas_iam.loading import load_paths
-    from openfaas_iam.policy import policy_index
-    from openfaas_iam.roles import role_matcher
+    from openfaas_iam.engine.policy import policy_index
+    from openfaas_iam.engine.roles import role_matcher
+    from openfaas_iam.model.loading import load_paths
+    from openfaas_iam.service.config_source import prepared
 
     root = Path(__file__).resolve().parents[2]
     gc.disable()

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from openfaas_iam.metrics import SPECS, metric_names
+from openfaas_iam.observability.metrics import SPECS, metric_names
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana-dashboard.json"
 

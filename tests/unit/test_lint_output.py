@@ -106,7 +106,7 @@ def test_exit_codes_are_documented_and_kept(tmp_path: Path, capsys: pytest.Captu
 def test_simulate_help_names_only_valid_actions() -> None:
     import re
 
-    from openfaas_iam.actions import canonical_action
+    from openfaas_iam.model.actions import canonical_action
 
     sub = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     for name in ("simulate", "lint", "auth", "whoami"):

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from openfaas_iam.errors import ConfigError
-from openfaas_iam.loading import load_texts
+from openfaas_iam.model.loading import load_texts
 
 ISSUER = """
 apiVersion: iam.openfaas.com/v1

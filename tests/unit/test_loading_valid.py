@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from openfaas_iam.loading import load_paths, load_texts
+from openfaas_iam.model.loading import load_paths, load_texts
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,7 +106,7 @@ def test_a_gzip_or_gzip_base64_configuration_loads_like_the_yaml(tmp_path: Path)
     import base64
     import gzip
 
-    from openfaas_iam.loading import load_paths
+    from openfaas_iam.model.loading import load_paths
 
     text = (Path(__file__).resolve().parents[2] / "examples" / "iam.yaml").read_bytes()
     plain = load_paths([Path(__file__).resolve().parents[2] / "examples" / "iam.yaml"])
@@ -123,8 +123,8 @@ def test_a_gzip_bomb_is_refused(tmp_path: Path, monkeypatch) -> None:
 
     import pytest
 
-    from openfaas_iam import loading
     from openfaas_iam.errors import ConfigError
+    from openfaas_iam.model import loading
 
     monkeypatch.setattr(loading, "MAX_EXPANDED_BYTES", 1000)
     (tmp_path / "bomb").write_bytes(gzip.compress(b"#" * 100_000))

@@ -9,7 +9,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from openfaas_iam.keyset import initial_keyset
+from openfaas_iam.jose.keyset import initial_keyset
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))

@@ -1,4 +1,4 @@
-"""openfaas_iam.metrics over prometheus-client, and the scrape-time gauges a Runtime exports."""
+"""openfaas_iam.observability.metrics over prometheus-client, and the scrape-time gauges a Runtime exports."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from openfaas_iam.keyset import initial_keyset, parse_public_keys
-from openfaas_iam.metrics import SPECS, Metrics, metric_names
-from openfaas_iam.runtime import Runtime
+from openfaas_iam.jose.keyset import initial_keyset, parse_public_keys
+from openfaas_iam.observability.metrics import SPECS, Metrics, metric_names
+from openfaas_iam.service.runtime import Runtime
 from openfaas_iam.settings import Settings
 
 CONFIG = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from openfaas_iam.verify import OwnTokenVerifier
+from openfaas_iam.oidc.verify import OwnTokenVerifier
 
 
 class CountingDict(OrderedDict):

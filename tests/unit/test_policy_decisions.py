@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from openfaas_iam.loading import load_texts
-from openfaas_iam.policy import policy_index, resource_matches
+from openfaas_iam.engine.policy import policy_index, resource_matches
+from openfaas_iam.model.loading import load_texts
 
 CONFIG = """
 apiVersion: iam.openfaas.com/v1

@@ -10,13 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from openfaas_iam.actions import ACTIONS
-from openfaas_iam.authz import Authorizer, Principal
 from openfaas_iam.cli.main import main
-from openfaas_iam.loading import load_mapping_documents, load_paths
-from openfaas_iam.policy import policy_index
-from openfaas_iam.policy_tools import diff_configs, run_tests, who_can
-from openfaas_iam.rest_api import map_call
+from openfaas_iam.engine.policy import policy_index
+from openfaas_iam.engine.policy_tools import diff_configs, run_tests, who_can
+from openfaas_iam.model.actions import ACTIONS
+from openfaas_iam.model.loading import load_mapping_documents, load_paths
+from openfaas_iam.proxy.authz import Authorizer, Principal
+from openfaas_iam.proxy.rest_api import map_call
 from openfaas_iam.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

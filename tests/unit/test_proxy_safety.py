@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 from go_reader import faas_netes_target, faasd_target
 
-from openfaas_iam import go_json
-from openfaas_iam.advice import advise
-from openfaas_iam.authz import Authorizer, Principal
-from openfaas_iam.fair_share import OverLimit, StreamLimiter
-from openfaas_iam.loading import load_mapping_documents
-from openfaas_iam.policy import policy_index
-from openfaas_iam.protected import Protection
-from openfaas_iam.rest_api import BadApiRequest, map_call
-from openfaas_iam.simulate import simulate
+from openfaas_iam.engine.policy import policy_index
+from openfaas_iam.engine.simulate import simulate
+from openfaas_iam.model.advice import advise
+from openfaas_iam.model.loading import load_mapping_documents
+from openfaas_iam.model.protected import Protection
+from openfaas_iam.proxy import go_json
+from openfaas_iam.proxy.authz import Authorizer, Principal
+from openfaas_iam.proxy.fair_share import OverLimit, StreamLimiter
+from openfaas_iam.proxy.rest_api import BadApiRequest, map_call
 
 
 def config(*statements: dict, roles: tuple[dict, ...] = ()) -> object:
@@ -289,7 +289,7 @@ def test_lint_warns_about_bundle_grants_mount_list_claims_and_deny_variables() -
 
 
 def test_the_examples_lint_without_warnings() -> None:
-    from openfaas_iam.loading import load_paths
+    from openfaas_iam.model.loading import load_paths
 
     root = Path(__file__).resolve().parents[2]
     assert advise(load_paths([root / "examples"])) == []
@@ -301,7 +301,7 @@ NAMES = ["a", "b", "ab", "ba", "aa", "abc", "x-a", "a-x"]
 
 
 def _covers(pattern: str, name: str) -> bool:
-    from openfaas_iam.conditions import glob_regex
+    from openfaas_iam.model.conditions import glob_regex
 
     return glob_regex(pattern).fullmatch(name) is not None
 
@@ -321,7 +321,7 @@ def _covers(pattern: str, name: str) -> bool:
     ],
 )
 def test_globs_intersect(a: str, b: str, expected: bool) -> None:
-    from openfaas_iam.policy import globs_intersect
+    from openfaas_iam.engine.policy import globs_intersect
 
     assert globs_intersect(a, b) is expected
     assert globs_intersect(b, a) is expected
@@ -330,7 +330,7 @@ def test_globs_intersect(a: str, b: str, expected: bool) -> None:
 def test_globs_intersect_agrees_with_brute_force() -> None:
     import itertools
 
-    from openfaas_iam.policy import globs_intersect
+    from openfaas_iam.engine.policy import globs_intersect
 
     patterns = ["*", "a", "a*", "*a", "?", "??", "a?", "*b*", "ab", "b?a", "x-*", "*-a"]
     names = ["".join(p) for n in range(5) for p in itertools.product("abx-", repeat=n)]
@@ -340,9 +340,9 @@ def test_globs_intersect_agrees_with_brute_force() -> None:
 
 
 def test_no_function_token_permission_covers_a_denied_function_in_the_examples() -> None:
-    from openfaas_iam.loading import load_paths
-    from openfaas_iam.policy import safe_permissions, split_resource
-    from openfaas_iam.roles import role_matcher
+    from openfaas_iam.engine.policy import safe_permissions, split_resource
+    from openfaas_iam.engine.roles import role_matcher
+    from openfaas_iam.model.loading import load_paths
 
     root = Path(__file__).resolve().parents[2]
     cfg = load_paths([root / "examples"])

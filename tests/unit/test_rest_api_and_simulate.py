@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from openfaas_iam.cli.main import main
-from openfaas_iam.rest_api import BadApiRequest, NotCovered, map_call
+from openfaas_iam.proxy.rest_api import BadApiRequest, NotCovered, map_call
 
 ROOT = Path(__file__).resolve().parents[2]
 

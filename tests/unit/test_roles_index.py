@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 from types import MappingProxyType
 
-from openfaas_iam.conditions import Clause, Condition
-from openfaas_iam.objects import IamConfig, Role
-from openfaas_iam.roles import CompiledRole, RoleMatcher, compile_role
+from openfaas_iam.engine.roles import CompiledRole, RoleMatcher, compile_role
+from openfaas_iam.model.conditions import Clause, Condition
+from openfaas_iam.model.objects import IamConfig, Role
 
 OPERATORS = [
     "StringEquals",

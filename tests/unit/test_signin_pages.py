@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from openfaas_iam.objects import JwtIssuer
-from openfaas_iam.signin import SignInError, SsoSettings, failure_line
-from openfaas_iam.signin_pages import FunctionTokenResult, signed_in, suggested_commands
+from openfaas_iam.model.objects import JwtIssuer
+from openfaas_iam.signin.flow import SignInError, SsoSettings, failure_line
+from openfaas_iam.signin.pages import FunctionTokenResult, signed_in, suggested_commands
 
 GW = "https://openfaas-api.example.com"
 
@@ -69,7 +69,7 @@ def test_the_page_escapes_and_shows_each_token_once() -> None:
 
 
 def test_display_name_defaults_to_the_issuers_host() -> None:
-    from openfaas_iam.signin import SignIn
+    from openfaas_iam.signin.flow import SignIn
 
     issuer = JwtIssuer("people", "openfaas", "https://keycloak.example.com/realms/openfaas", ("openfaas",))
     si = SignIn.__new__(SignIn)

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from openfaas_iam.cli.main import main
-from openfaas_iam.config_source import file_config_source
-from openfaas_iam.watched_file import Unavailable
+from openfaas_iam.service.config_source import file_config_source
+from openfaas_iam.stores.watched_file import Unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = (ROOT / "examples" / "iam.yaml").read_text()
