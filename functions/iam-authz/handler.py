@@ -142,6 +142,30 @@ def refused(
     )
 
 
+def upstream(code: str, started: float) -> None:
+    rt.metrics.inc("openfaas_iam_proxy_upstream_responses_total", code=code)
+    rt.metrics.observe("openfaas_iam_proxy_request_duration_seconds", time.monotonic() - started)
+
+
+def forwarded_event(principal: Principal, event, call: ApiCall, status: int, reason: str, decision) -> None:
+    """A forwarded call's audit line; report-only ones are logged whatever the verb, like a denial."""
+    would_deny = bool(decision is not None and decision.would_deny)
+    audit.api(
+        api_event(
+            principal.claims,
+            event.path,
+            event.method,
+            [call.action],
+            status,
+            namespace=call.namespace,
+            name=call.name,
+            decision="would_deny" if would_deny else "allow",
+            reason=reason,
+        ),
+        denied=would_deny,
+    )
+
+
 @router.prefix("/system/")
 def proxy(event):
     """Authenticate, map, decide, then forward exactly the canonical request that was decided on."""
@@ -195,42 +219,15 @@ def proxy(event):
     try:
         fwd = gateway.forward(event.method, call.path, call.query, call.body, event.headers)
         forwarded = True
-        rt.metrics.inc("openfaas_iam_proxy_upstream_responses_total", code=str(fwd.status))
-        rt.metrics.observe("openfaas_iam_proxy_request_duration_seconds", time.monotonic() - started)
-        audit.api(
-            api_event(
-                principal.claims,
-                event.path,
-                event.method,
-                [call.action],
-                fwd.status,
-                namespace=call.namespace,
-                name=call.name,
-                decision="would_deny" if decision.would_deny else "allow",
-                reason=decision.would_deny or decision.reason,
-            ),
-            denied=bool(decision.would_deny),  # logged whatever the verb, like a denial
-        )
+        upstream(str(fwd.status), started)
+        forwarded_event(principal, event, call, fwd.status, decision.would_deny or decision.reason, decision)
         if call.filter_namespaces and fwd.status == 200:
             names = json_codec.loads(fwd.read(4 * 1024 * 1024))
             visible = authorizer.visible_namespaces(principal, [n for n in names if isinstance(n, str)])
             return json_response(200, visible)
     except GatewayUnavailable as e:
-        rt.metrics.inc("openfaas_iam_proxy_upstream_responses_total", code="unreachable")
-        rt.metrics.observe("openfaas_iam_proxy_request_duration_seconds", time.monotonic() - started)
-        audit.api(
-            api_event(
-                principal.claims,
-                event.path,
-                event.method,
-                [call.action],
-                502,
-                namespace=call.namespace,
-                name=call.name,
-                decision="allow",
-                reason=str(e),
-            )
-        )
+        upstream("unreachable", started)
+        forwarded_event(principal, event, call, 502, str(e), None)
         return error(502, "bad_gateway", str(e))
     except ValueError:
         return error(502, "bad_gateway", "the gateway's namespace list was not JSON")
