@@ -6,7 +6,7 @@ The store is a folder with one sub-folder per secret and one file per key
 of each secret it lists, refreshed `sync_delay` seconds after the store changes, as the
 kubelet does (late, never half-written), so the bundle is exercised against late
 mounts here too. The bundle's private secrets are mounted only into the functions
-`openfaas_iam.proxy.custody` names: any other function listing them is refused. Secrets are
+`openfaas_iam.model.custody` names: any other function listing them is refused. Secrets are
 written through the gateway's `/system/secrets` (admin basic auth; values never
 returned), as on OpenFaaS.
 """
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from openfaas_iam.jose.keyset import initial_keyset
-from openfaas_iam.proxy.custody import may_mount
+from openfaas_iam.model.custody import may_mount
 
 from .stack import Function, StackError
 

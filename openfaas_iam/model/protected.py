@@ -13,9 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from openfaas_iam.model.custody import PROTECTED_SECRETS
+
 # Function names the bundle deploys (stack.yml) and the prefix it reserves for more.
 BUNDLE_PREFIX = "iam-"
-BUNDLE_SECRETS = frozenset({"basic-auth", "sso-client-secret", "redis-password", "ca-bundle", "audit-webhook-secret"})
+# The key material (custody.py, never mounted or written through the proxy) and the optional
+# secrets that also belong to the bundle: one list, so the two rules cannot drift apart.
+BUNDLE_SECRETS = PROTECTED_SECRETS | {"ca-bundle", "audit-webhook-secret"}
 # Get (describe shows the environment) and Logs (the audit trail of every caller) are protected too.
 FUNCTION_ACTIONS = frozenset(
     {"Function:Create", "Function:Update", "Function:Delete", "Function:Scale", "Function:Get", "Function:Logs"}

@@ -2,7 +2,7 @@
 
 `rest_api` maps a call to its permissions and its canonical upstream request, `go_json`
 reads bodies the way Go does, `authz` authenticates and decides (report-only included),
-`gateway_client` forwards, `fair_share` limits log streams, `basic_auth` and `custody` guard
-the gateway's credentials and the bundle's secrets. May import `oidc`, `stores`,
+`gateway_client` forwards, `fair_share` limits log streams, `basic_auth` guards the
+gateway's credentials (which secrets belong to the bundle is `model.custody`). May import `oidc`, `stores`,
 `observability`, `jose`, `engine`, `model` and the foundation modules; never `service`.
 """

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from openfaas_iam.model.custody import PROTECTED_SECRETS, reserved_in
 from openfaas_iam.proxy import go_json
-from openfaas_iam.proxy.custody import PROTECTED_SECRETS, reserved_in
 from openfaas_iam.proxy.go_json import BodyError, Struct
 
 DEFAULT_NAMESPACE = "openfaas-fn"

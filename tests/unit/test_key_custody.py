@@ -20,7 +20,7 @@ from localgw.local_secrets import SecretMounts, ensure_defaults, project
 from localgw.provider import Provider
 from localgw.stack import Function, StackError, load_stack
 from openfaas_iam.jose.keyset import parse_keyset, parse_public_keys
-from openfaas_iam.proxy.custody import SECRET_READERS, may_mount
+from openfaas_iam.model.custody import SECRET_READERS, may_mount
 from openfaas_iam.proxy.rest_api import BadApiRequest, NotCovered, map_call
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -372,3 +372,13 @@ def test_no_function_token_permission_covers_a_denied_function_in_the_examples()
                             f"{ns}:{fn}",
                         )
     assert checked > 0
+
+
+def test_every_secret_custody_names_is_protected_from_wildcards() -> None:
+    """One list: a secret the proxy never lets a deploy mount is also out of reach of any wildcard grant."""
+    from openfaas_iam.model.custody import PROTECTED_SECRETS
+
+    protection = Protection()
+    for secret in sorted(PROTECTED_SECRETS):
+        for action in ("Secret:Mount", "Secret:Update", "Secret:Delete"):
+            assert protection.protects(action, f"openfaas-fn:{secret}"), (action, secret)

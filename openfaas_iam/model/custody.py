@@ -5,13 +5,14 @@ may list any secret of that namespace. So who can read a key is decided by who m
 mount its secret: the operator deploys the bundle with stack.yml straight to the
 gateway; a deploy that goes through the authorizing proxy may never list these
 secrets, nor write or delete them; the local provider (`make run`) mounts them only
-into the functions named here. See docs/rotation.md, "Where each key lives".
+into the functions named here. See docs/rotation.md, "Where each key lives". The proxy reads
+a deploy's `secrets` the way Go does (`proxy/go_json.py`), so every spelling is covered.
+Pure data, so the model's protection rules (`protected.py`) build on the same list.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 BUNDLE = frozenset({"iam-authz", "iam-discovery", "iam-token", "iam-rotate"})
 
@@ -33,24 +34,6 @@ def may_mount(function: str, secret: str) -> bool:
     """Whether `function` may mount `secret` (secrets that are not the bundle's are anyone's)."""
     readers = SECRET_READERS.get(secret)
     return readers is None or function in readers
-
-
-def field_values(body: Mapping[str, Any], field: str) -> list[Any]:
-    """The values of every key that Go's encoding/json would match to `field` (case-insensitively)."""
-    return [v for k, v in body.items() if isinstance(k, str) and k.lower() == field]
-
-
-def listed_secrets(body: Mapping[str, Any]) -> list[str]:
-    """Every secret a FunctionDeployment body lists, under any spelling of `secrets`.
-
-    faas-netes decodes with Go's encoding/json, which matches keys case-insensitively,
-    so `{"Secrets": [...]}` mounts as surely as `{"secrets": [...]}`.
-    """
-    names: list[str] = []
-    for value in field_values(body, "secrets"):
-        if isinstance(value, list):
-            names.extend(v for v in value if isinstance(v, str))
-    return names
 
 
 def reserved_in(names: Iterable[str]) -> list[str]:
