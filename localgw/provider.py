@@ -218,7 +218,9 @@ class Provider:
             user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             return False
-        return hmac.compare_digest(user, expected[0]) & hmac.compare_digest(password, expected[1])
+        return hmac.compare_digest(user.encode(), expected[0].encode()) & hmac.compare_digest(
+            password.encode(), expected[1].encode()
+        )
 
     def _namespace(self, value: Any) -> str:
         ns = value if isinstance(value, str) and value else DEFAULT_NAMESPACE

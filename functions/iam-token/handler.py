@@ -212,7 +212,8 @@ def function_token(event, si: SignIn):
     if session is None:
         return html(401, pages.landing(BASE, si.idp_name(si.issuer(rt.config.get()))))
     form = dict(parse_qsl(event.body.decode("utf-8", "replace")[: s.max_body_bytes]))
-    if not secrets.compare_digest(form.get("csrf", ""), session["c"]):
+    # Bytes: compare_digest raises TypeError on a non-ASCII str, which would be a 500, not a refusal.
+    if not secrets.compare_digest(form.get("csrf", "").encode(), session["c"].encode()):
         return failed(SignInError("Request refused", "The form did not come from this page.", 403))
     audience = form.get("audience", "").strip()[:200]
     if audience and ":" not in audience:
@@ -268,7 +269,7 @@ def logout(event, si: SignIn):
     # The form carries the session's own CSRF value; a cross-site POST cannot know it.
     form = dict(parse_qsl(event.body.decode("utf-8", "replace")))
     if session is not None:
-        if not secrets.compare_digest(form.get("csrf", ""), session["c"]):
+        if not secrets.compare_digest(form.get("csrf", "").encode(), session["c"].encode()):
             return failed(SignInError("Sign-out refused", "The sign-out form did not come from this page.", 403))
         si.revoke(session)
     return html(200, pages.signed_out(BASE), [cookie(SESSION_COOKIE, "", si.sso, 0)])

@@ -249,7 +249,7 @@ class CallbackServer:
             def _from_starting_browser(self) -> bool:
                 sent = [c.strip() for c in (self.headers.get("Cookie") or "").split(";")]
                 values = [c.partition("=")[2] for c in sent if c.partition("=")[0] == outer._cookie]
-                return len(values) == 1 and secrets.compare_digest(values[0], outer._browser)
+                return len(values) == 1 and secrets.compare_digest(values[0].encode(), outer._browser.encode())
 
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
@@ -278,7 +278,11 @@ class CallbackServer:
                     return
                 query = parse_qs(url.query)
                 states = query.get("state", [])
-                if len(states) != 1 or not outer.state or not secrets.compare_digest(states[0], outer.state):
+                if (
+                    len(states) != 1
+                    or not outer.state
+                    or not secrets.compare_digest(states[0].encode(), outer.state.encode())
+                ):
                     self._answer(400, "This is not the sign-in the command is waiting for.")
                     return
                 if not self._from_starting_browser():
@@ -418,7 +422,7 @@ def verify_id_token(
         )
     except jwt.PyJWTError as e:
         raise AuthFlowError(f"the id_token is invalid: {e}") from None
-    if not secrets.compare_digest(str(claims.get("nonce", "")), nonce):
+    if not secrets.compare_digest(str(claims.get("nonce", "")).encode(), nonce.encode()):
         raise AuthFlowError("the id_token's nonce does not match this sign-in (a replayed token?)")
     return claims
 
@@ -491,7 +495,7 @@ def _redeem_callback(
     if "error" in result:
         desc = result.get("error_description")
         raise AuthFlowError(f"the IdP refused the sign-in: {result['error']}" + (f": {desc}" if desc else ""))
-    if not secrets.compare_digest(result.get("state", ""), state):
+    if not secrets.compare_digest(result.get("state", "").encode(), state.encode()):
         raise AuthFlowError("the callback's state does not match this sign-in; start again")
     tokens = _post_token(
         session,

@@ -255,7 +255,8 @@ class SignIn:
     def finish(self, query: dict[str, str], cookies: dict[str, str], client: str) -> tuple[str, dict[str, Any]]:
         """Handle the callback: returns (session cookie value, the token response)."""
         flow = self.flow.open(cookies.get(self.sso.cookie_name(FLOW_COOKIE)))
-        if flow is None or not secrets.compare_digest(query.get("state", ""), flow["s"]):
+        # Compared as bytes: compare_digest raises TypeError on a non-ASCII str (a 500, not a refusal).
+        if flow is None or not secrets.compare_digest(query.get("state", "").encode(), flow["s"].encode()):
             # Without this browser's own flow, nothing from the query is shown: an `error_description`
             # in a link anyone can craft would be attacker-chosen text on the sign-in origin.
             if flow is None:
@@ -308,7 +309,7 @@ class SignIn:
                 400,
                 stage="verify",
             )
-        if not secrets.compare_digest(str(verified.claims.get("nonce", "")), flow["n"]):
+        if not secrets.compare_digest(str(verified.claims.get("nonce", "")).encode(), flow["n"].encode()):
             raise SignInError(
                 "We could not verify your sign-in",
                 "The id_token's nonce does not match this sign-in.",

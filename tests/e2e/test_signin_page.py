@@ -444,6 +444,9 @@ def test_function_token_form(env: Env) -> None:
     # Without the page's CSRF value nothing is minted.
     r = s.post(f"{env.page}/function-token", data={"csrf": "guess", "audience": "dev-alice-api"}, timeout=10)
     assert r.status_code == 403 and "fn-token" not in r.text and "The form did not come from this page" in r.text
+    # A non-ASCII CSRF value is refused the same way (compare_digest on str raised TypeError: a 500).
+    r = s.post(f"{env.page}/function-token", data={"csrf": "\u00e9", "audience": "dev-alice-api"}, timeout=10)
+    assert r.status_code == 403 and "The form did not come from this page" in r.text
     # Not signed in: the landing page.
     r = requests.post(f"{env.page}/function-token", data={"audience": "dev-alice-api"}, timeout=10)
     assert r.status_code == 401 and "Sign in to OpenFaaS" in r.text
@@ -518,6 +521,8 @@ def test_logout_post_needs_the_page_csrf_value(env: Env) -> None:
     assert s.get(callback, timeout=10).status_code == 200
     r = s.post(f"{env.page}/logout", data={"csrf": "guess"}, timeout=10)
     assert r.status_code == 403 and "Sign-out refused" in r.text
+    r = s.post(f"{env.page}/logout", data={"csrf": "\u00e9"}, timeout=10)
+    assert r.status_code == 403 and "Sign-out refused" in r.text, "a non-ASCII value is refused, not a 500"
     assert "You are signed in" in s.get(f"{env.page}/", timeout=10).text
 
 

@@ -234,3 +234,12 @@ def test_an_idp_error_without_this_browsers_flow_shows_a_fixed_message() -> None
     with pytest.raises(SignInError) as e:
         si.finish({"error": "access_denied", "error_description": "You said no", "state": query["state"]}, cookies, "x")
     assert e.value.message == "You said no", "the IdP's own answer to this browser's flow is shown"
+
+
+def test_a_non_ascii_state_is_refused_as_not_this_browsers_not_a_500() -> None:
+    """secrets.compare_digest raises TypeError on non-ASCII str: /callback?state=%C3%A9 was a 500."""
+    si = replica_without_redis()
+    _, cookies = _flow(si, "http://127.0.0.1:9/token")
+    with pytest.raises(SignInError) as e:
+        si.finish({"code": "x", "state": "\u00e9"}, cookies, "x")
+    assert e.value.status == 400 and e.value.title == "This sign-in link is not yours"

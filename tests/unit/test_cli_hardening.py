@@ -142,6 +142,9 @@ def test_the_callback_counts_only_the_exact_path_and_state_once() -> None:
     assert get(port, "/oauth/callback?code=evil&state=guess", browser)[0] == 400
     assert get(port, "/oauth/callback?code=evil", browser)[0] == 400
     assert get(port, "/oauth/callback?code=evil&state=the-state&state=the-state", browser)[0] == 400
+    # Non-ASCII where a secret is compared: a 400 page, not a traceback and a dropped connection.
+    assert get(port, "/oauth/callback?code=evil&state=%C3%A9", browser)[0] == 400
+    assert get(port, "/oauth/callback?code=evil&state=the-state", f"openfaas_iam_cli_{port}=\xe9")[0] == 400
     # The right state from a browser that did not open the link (no cookie, or another one).
     assert get(port, "/oauth/callback?code=evil&state=the-state")[0] == 400
     assert get(port, "/oauth/callback?code=evil&state=the-state", f"openfaas_iam_cli_{port}=guess")[0] == 400

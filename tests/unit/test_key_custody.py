@@ -132,6 +132,7 @@ def test_local_secrets_api_needs_the_admin_and_never_returns_a_value(store: Path
     provider = Provider(mounts.admin, secrets=mounts)
     user, password = mounts.admin()
     assert _api(provider, "GET", auth=(user, "guess"))[0] == 401
+    assert _api(provider, "GET", auth=(user, "gu\u00e9ss"))[0] == 401, "non-ASCII: a 401 like the gateway's, not a 500"
     assert _api(provider, "GET")[0] == 401
     status, listing = _api(provider, "GET", auth=(user, password))
     assert status == 200 and "iam-signing-keys" in {s["name"] for s in json.loads(listing)}
