@@ -367,7 +367,9 @@ def run_tests(config: IamConfig, cases: list[Any]) -> list[CaseResult]:
         roles = [r.name for r in matcher.matching(claims)]
         if "roles" in case:
             want = case["roles"]
-            if not isinstance(want, list):
+            # Names only: anything else is a mistake in the test file (exit 2), not a failed case,
+            # and a mixed list would make the comparison below raise.
+            if not isinstance(want, list) or not all(isinstance(r, str) for r in want):
                 raise TestFileError(f"{where}.roles: expected a list of Role names")
             if sorted(want) != sorted(roles):
                 failures.append(f"roles: expected {sorted(want)}, got {sorted(roles)}")
@@ -387,6 +389,8 @@ def run_tests(config: IamConfig, cases: list[Any]) -> list[CaseResult]:
             decision = index.decide(policies, action, resource, claims)
             ok = decision.allowed == e["allowed"]
             by = e.get("by")
+            if by is not None and not isinstance(by, str):
+                raise TestFileError(f"{ew}.by: expected policy/sid, e.g. team-a-rw/read-write")
             if ok and by is not None:
                 got = f"{decision.matched.policy}/{decision.matched.sid}" if decision.matched else None
                 if got != by:

@@ -192,6 +192,19 @@ def test_a_failing_case_is_explained_and_reported_as_junit(tmp_path: Path, capsy
     )
     assert main(["test", str(f), "--config", str(EXAMPLES)]) == 2
     assert "tests[0].expect[0].action: unknown action 'Function:Nope'" in capsys.readouterr().err
+    # Bad `roles` or `by` entries are mistakes in the test file (exit 2, located), not a traceback
+    # (a mixed list made sorted() raise TypeError) and not a failed case.
+    for bad, where in (
+        ("roles: [1, developers]", "tests[0].roles: expected a list of Role names"),
+        ("roles: [{a: 1}]", "tests[0].roles: expected a list of Role names"),
+        (
+            "expect: [{action: Function:Get, resource: '*', allowed: false, by: [1]}]",
+            "tests[0].expect[0].by: expected policy/sid",
+        ),
+    ):
+        f.write_text(f"tests: [{{name: x, claims: {{sub: a}}, {bad}}}]")
+        assert main(["test", str(f), "--config", str(EXAMPLES)]) == 2, bad
+        assert where in capsys.readouterr().err
 
 
 def test_run_tests_checks_the_deciding_statement() -> None:
