@@ -36,11 +36,18 @@ def expired_message(exp: float, gateway: str, now: float | None = None) -> str:
     return f"the token expired at {rfc3339(exp)} ({ago(now - exp)} ago); run: {refresh_command(gateway)}"
 
 
+# The range of `exp` a message can show (1970 to the end of year 9999). The token is the caller's,
+# unverified: an `exp` of -1e308 or 10**400 must not reach datetime, where it raises (a 500).
+LATEST_EXP = 253402300799.0
+
+
 def token_exp(token: str) -> float | None:
-    """The `exp` claim of a compact JWT, unverified (for messages only), or None."""
+    """The `exp` claim of a compact JWT, unverified (for messages only), or None when it cannot be shown."""
     try:
         payload: Any = decode_json(token.split(".")[1])
     except (JwsError, ValueError, IndexError, UnicodeDecodeError):
         return None
     exp = payload.get("exp") if isinstance(payload, dict) else None
-    return float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
+    if not isinstance(exp, (int, float)) or isinstance(exp, bool):
+        return None
+    return float(exp) if 0 <= exp <= LATEST_EXP else None

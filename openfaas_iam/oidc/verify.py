@@ -80,7 +80,10 @@ def _number(claims: Mapping[str, Any], name: str, required: bool) -> float | Non
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TokenError(f"the token's {name} claim is not a number")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond any float (10**400): a bad token, not a 500
+        raise TokenError(f"the token's {name} claim is out of range") from None
 
 
 def check_times(claims: Mapping[str, Any], now: float, leeway: float) -> None:

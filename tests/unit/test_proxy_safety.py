@@ -382,3 +382,37 @@ def test_every_secret_custody_names_is_protected_from_wildcards() -> None:
     for secret in sorted(PROTECTED_SECRETS):
         for action in ("Secret:Mount", "Secret:Update", "Secret:Delete"):
             assert protection.protects(action, f"openfaas-fn:{secret}"), (action, secret)
+
+
+@pytest.mark.parametrize(
+    "exp", ["-1e308", "-100000000000000000000000000000", "-99999999999999", "1" + "0" * 400, "1e308"]
+)
+def test_an_unverified_exp_no_clock_can_show_is_a_401_not_a_500(exp: str) -> None:
+    """The expired-token message reads the caller's own, unverified `exp`: an extreme one raised in datetime."""
+    import base64
+
+    from openfaas_iam.errors import Unauthenticated
+    from openfaas_iam.oidc.verify import OwnTokenVerifier
+
+    def part(text: str) -> str:
+        return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+    token = part('{"alg": "ES256", "kid": "k"}') + "." + part('{"exp": ' + exp + "}") + ".AAAA"
+    az = Authorizer(
+        config=lambda: load_mapping_documents([], "t"),
+        verifier=OwnTokenVerifier("https://iam.test", lambda: {}),
+        admin_credentials=lambda: None,
+    )
+    with pytest.raises(Unauthenticated) as e:
+        az.authenticate(f"Bearer {token}")
+    assert "invalid token" in str(e.value)
+
+
+def test_a_time_claim_beyond_any_float_is_a_token_error() -> None:
+    """Checked after the signature, but an IdP's 10**400 must still be a refusal, not an OverflowError (a 500)."""
+    from openfaas_iam.errors import TokenError
+    from openfaas_iam.oidc.verify import check_times
+
+    for claim in ("exp", "nbf", "iat"):
+        with pytest.raises(TokenError, match=f"{claim} claim is out of range"):
+            check_times({"exp": 2e9, claim: 10**400}, now=1e9, leeway=60)
