@@ -44,7 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--state-dir", default=".local", help="make run's state (default: .local)")
     p.add_argument("--lifetime", type=float, default=3600.0, help="seconds (default 3600)")
     args = p.parse_args(argv)
-    claims = json.loads(args.claims or os.environ.get("CLAIMS") or "null") or DEFAULT_CLAIMS
+    given = args.claims or os.environ.get("CLAIMS") or ""
+    try:
+        claims = json.loads(given) if given else DEFAULT_CLAIMS
+    except ValueError as e:
+        print(f'make token: CLAIMS is not JSON ({e}): give an object, e.g. \'{{"sub": "bob"}}\'', file=sys.stderr)
+        return 2
+    if not isinstance(claims, dict):
+        print("make token: CLAIMS must be a JSON object of the IdP token's claims", file=sys.stderr)
+        return 2
     keys = Path(args.state_dir) / "secrets" / "iam-signing-keys" / "iam-signing-keys"
     if not keys.exists():
         print(f"make token: no local signing keys at {keys}: start make run once first", file=sys.stderr)

@@ -32,3 +32,17 @@ def test_the_token_names_the_policies_the_roles_give(tmp_path: Path, capsys: pyt
     assert local_token.main(["--state-dir", str(tmp_path), "--claims", nobody]) == 1
     assert "no Role" in capsys.readouterr().err
     assert local_token.main(["--state-dir", str(tmp_path / "none")]) == 2
+
+
+def test_claims_that_are_not_a_json_object_are_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CLAIMS='{sub: bob}' (not JSON) was a JSONDecodeError traceback; a list crashed in role matching."""
+    keys = tmp_path / "secrets" / "iam-signing-keys"
+    keys.mkdir(parents=True)
+    (keys / "iam-signing-keys").write_text(initial_keyset().to_json())
+    base = ["--state-dir", str(tmp_path), "--config", str(ROOT / "examples" / "iam.yaml")]
+    assert local_token.main([*base, "--claims", "{sub: bob}"]) == 2
+    assert "CLAIMS is not JSON" in capsys.readouterr().err
+    assert local_token.main([*base, "--claims", '["x"]']) == 2
+    assert "must be a JSON object" in capsys.readouterr().err
