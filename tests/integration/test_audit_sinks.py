@@ -39,9 +39,12 @@ def test_webhook_retries_with_backoff_and_signs_batches() -> None:
     got: list[tuple[dict, bytes]] = []
     failures = {"left": 2}
 
+    gate = threading.Event()  # the receiver answers nothing until the test has sent everything
+
     class Flaky(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
+            gate.wait(10)
             if failures["left"] > 0:
                 failures["left"] -= 1
                 self.send_response(503)
@@ -58,17 +61,21 @@ def test_webhook_retries_with_backoff_and_signs_batches() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     sink = WebhookSink(f"http://127.0.0.1:{server.server_address[1]}/", lambda: b"k", flush_interval=0.2, backoff=0.05)
     try:
-        start = time.monotonic()
+        # Not a wall-clock bound (a busy machine can pause this thread for 100 ms): the receiver holds
+        # every request until the gate opens, so sends that waited for it would still be here.
         for i in range(3):
             sink.send({"n": i})
-        assert time.monotonic() - start < 0.1, "sending never waits for the receiver"
+        assert sink.delivered == 0 and got == [], "sending never waits for the receiver"
+        gate.set()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and sink.delivered < 3:
             time.sleep(0.05)
         assert sink.delivered == 3 and sink.dropped == 0
-        headers, body = got[0]
-        assert json.loads(body) == [{"n": 0}, {"n": 1}, {"n": 2}]
-        assert headers["X-Openfaas-Signature-256"] == sign_body(b"k", body)
+        # One batch, or more when this thread was paused longer than flush_interval between sends:
+        # every event once, in order, each batch signed.
+        assert [e for _, body in got for e in json.loads(body)] == [{"n": 0}, {"n": 1}, {"n": 2}]
+        for headers, body in got:
+            assert headers["X-Openfaas-Signature-256"] == sign_body(b"k", body)
     finally:
         sink.close()
         server.shutdown()
