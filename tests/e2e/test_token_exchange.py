@@ -759,6 +759,7 @@ def test_adversarial_subject_tokens_and_requests(
 def test_adversarial_http_requests(
     bundle: Bundle, options: dict[str, Any], status: int, error: str, description: str
 ) -> None:
+    options = dict(options)  # a copy: popping from the shared parameter would change the case for a rerun
     method = options.pop("method", "POST")
     resp = requests.request(method, bundle.token_url, timeout=15, **options)
     assert (resp.status_code, resp.json()) == (status, {"error": error, "error_description": description})
