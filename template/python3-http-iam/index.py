@@ -128,6 +128,17 @@ def _read_body(req: Any) -> bytes:
     return req.environ["wsgi.input"].read(length) if length else b""
 
 
+def transport_error(status: int, description: str) -> dict[str, str]:
+    """A refusal made before the handler could answer (body too large, malformed HTTP).
+
+    The template cannot know which protocol the function speaks, so the body is read by
+    both: RFC 6749 §5.2's `error`/`error_description` (the token endpoint's clients must
+    ignore members they do not know) and the `message` every other bundle error carries.
+    """
+    code = "invalid_request" if 400 <= status < 500 else "server_error"
+    return {"error": code, "error_description": description, "message": description}
+
+
 class Context:
     def __init__(self, hostname: str) -> None:
         self.hostname = hostname
@@ -233,7 +244,7 @@ def create_app() -> Flask:
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException) -> Response:
-        return _json(e.code or 500, {"error": (e.name or "error").lower().replace(" ", "_"), "message": e.description})
+        return _json(e.code or 500, transport_error(e.code or 500, e.description or e.name or "error"))
 
     @app.route(READY_PATH, methods=["GET"])
     def ready() -> Response:
@@ -282,6 +293,37 @@ def _seconds(name: str, default: float) -> float:
         return float(value) if value else default
     except ValueError:
         return default
+
+
+def json_transport_errors(server: Any) -> None:
+    """Have waitress answer what it refuses itself in the same JSON as the template.
+
+    waitress refuses a body over `max_request_body_size`, a malformed request line or
+    oversized headers before any application code runs, with a text/plain page of its
+    own: a token endpoint client would get a 413 that is not RFC 6749 JSON. The channel's
+    error task is the one place those answers are made; the server builds a channel per
+    connection from `channel_class`.
+    """
+    from waitress.channel import HTTPChannel
+    from waitress.task import ErrorTask
+
+    class JsonErrorTask(ErrorTask):  # type: ignore[misc]
+        def execute(self) -> None:
+            e = self.request.error
+            body = json.dumps(transport_error(e.code, f"{e.reason}: {e.body}")).encode()
+            self.status = f"{e.code} {e.reason}"
+            self.response_headers.extend([("Content-Type", "application/json"), ("X-Content-Type-Options", "nosniff")])
+            self.set_close_on_finish()
+            self.content_length = len(body)
+            self.write(body)
+
+    class JsonErrorChannel(HTTPChannel):  # type: ignore[misc]
+        error_task_class = JsonErrorTask
+
+    servers = getattr(server, "map", {}).values() if not hasattr(server, "channel_class") else [server]
+    for each in servers:
+        if hasattr(each, "channel_class"):
+            each.channel_class = JsonErrorChannel
 
 
 def drain_on_sigterm(server: Any) -> None:
@@ -333,6 +375,7 @@ def main() -> None:
         # Only the watchdog (or the local gateway) reaches us; keep the X-Forwarded-* it sets.
         clear_untrusted_proxy_headers=False,
     )
+    json_transport_errors(server)
     drain_on_sigterm(server)
     # From here `ready_path` (/_/ready) answers 200: the watchdog's own /_/ready says "ready" only now.
     server.print_listen("Serving on http://{}:{}")

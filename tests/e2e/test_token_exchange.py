@@ -804,3 +804,20 @@ def test_config_changes_apply_at_the_next_exchange(bundle: Bundle, tmp_path: Pat
         assert claims["policy"] == ["staging-rw"]
     finally:
         config.write_text(original)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_body_beyond_the_servers_own_limit_is_still_rfc6749_json(bundle: Bundle, chunked: bool) -> None:
+    """waitress refuses a body over its limit before the handler runs; the answer is still RFC 6749 JSON."""
+    body = b"subject_token=" + b"x" * (2 * 1024 * 1024)
+    resp = requests.post(
+        bundle.token_url,
+        data=iter([body[: len(body) // 2], body[len(body) // 2 :]]) if chunked else body,
+        headers={"Content-Type": FORM},
+        timeout=30,
+    )
+    assert resp.status_code == 413, resp.text
+    assert resp.headers["Content-Type"].startswith("application/json")
+    doc = resp.json()
+    assert doc["error"] == "invalid_request", doc
+    assert doc["error_description"].startswith("Request Entity Too Large"), doc
