@@ -84,6 +84,19 @@ class KeyUnavailable(TokenError):
     """No key could be found to verify a token (unknown kid, issuer JWKS unreachable)."""
 
 
+class IssuerUnavailable(KeyUnavailable):
+    """The issuer's keys could not be fetched: the token may well be good, so the caller
+    should retry rather than fix its request (the token endpoint answers 503, not 400)."""
+
+
+class TemporarilyUnavailable(OAuthError):
+    """503 `temporarily_unavailable` (RFC 6749 §4.1.2.1's code): a dependency failed, not the
+    request, so a client (a CI job) retries after `Retry-After` instead of giving up."""
+
+    def __init__(self, description: str):
+        super().__init__("temporarily_unavailable", description, 503)
+
+
 class Unauthenticated(IamError):
     """No credential or an invalid one: HTTP 401 with `WWW-Authenticate`."""
 

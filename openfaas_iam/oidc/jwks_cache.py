@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from openfaas_iam import json_codec
-from openfaas_iam.errors import DiscoveryError, KeyUnavailable
+from openfaas_iam.errors import DiscoveryError, IssuerUnavailable, KeyUnavailable
 from openfaas_iam.model.objects import JwtIssuer
 from openfaas_iam.observability.metrics import Metrics
 from openfaas_iam.oidc.cache_auth import EntrySealer, OnceLog, Rejected
@@ -125,7 +125,9 @@ class JwksCache:
         try:
             fresh = self._refetch_unknown(issuer, since=entry.fetched_at)
         except DiscoveryError as e:
-            raise KeyUnavailable(f"key {kid!r} of issuer {issuer.iss} is unknown and the refetch failed: {e}") from None
+            raise IssuerUnavailable(
+                f"key {kid!r} of issuer {issuer.iss} is unknown and the refetch failed: {e}"
+            ) from None
         if fresh is not None and (found := fresh.find(kid)) is not None:
             return found
         what = f"kid {kid!r}" if kid is not None else "a token without kid (several keys, none chosen)"
@@ -325,16 +327,16 @@ class JwksCache:
             return own
         reason = failure.reason if failure else "no keys fetched yet"
         if own is None and entry is not None:
-            raise KeyUnavailable(
+            raise IssuerUnavailable(
                 f"keys of issuer {issuer.iss} need a refresh, which failed: {reason} (keys shared by another "
                 "replica are never used stale)"
             )
         if entry is not None:
-            raise KeyUnavailable(
+            raise IssuerUnavailable(
                 f"keys of issuer {issuer.iss} are older than the maximum staleness "
                 f"({self.policy.max_stale:g}s) and cannot be refreshed: {reason}"
             )
-        raise KeyUnavailable(f"no keys for issuer {issuer.iss}: {reason}")
+        raise IssuerUnavailable(f"no keys for issuer {issuer.iss}: {reason}")
 
     def _fetch(self, issuer: JwtIssuer) -> IssuerKeys:
         self.metrics.inc("openfaas_iam_jwks_fetches_total", issuer=issuer.name)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from openfaas_iam.errors import KeyUnavailable, TokenError
+from openfaas_iam.errors import IssuerUnavailable, KeyUnavailable, TokenError
 from openfaas_iam.jose.jws import JwsError, decode_header, decode_json, verify_signature
 from openfaas_iam.model.objects import IamConfig, JwtIssuer
 from openfaas_iam.oidc.discovery import ALLOWED_ALGS
@@ -138,6 +138,8 @@ def verify_subject_token(
         raise TokenError("the token's kid is not a string")
     try:
         key = jwks.key(issuer, kid)
+    except IssuerUnavailable:
+        raise  # the caller answers "try again", not "your token is bad"
     except KeyUnavailable as e:
         raise TokenError(str(e)) from None
     if alg not in key.algorithms:

@@ -20,7 +20,9 @@ from openfaas_iam.errors import (
     InvalidRequest,
     InvalidScope,
     InvalidTarget,
+    IssuerUnavailable,
     OAuthError,
+    TemporarilyUnavailable,
     TokenError,
     UnsupportedGrantType,
 )
@@ -210,6 +212,8 @@ class TokenExchange:
                 return self._function_token(config, subject, subject.get("policy") or [], req, client, own=True)
             try:
                 verified = verify_subject_token(req.subject_token, config, self.jwks, self.leeway, parsed=parsed)
+            except IssuerUnavailable as e:
+                raise TemporarilyUnavailable(f"cannot verify the subject token now: {e}") from None
             except TokenError as e:
                 raise InvalidRequest(f"invalid subject token: {e}") from None
             subject = verified.claims

@@ -36,8 +36,11 @@ def error(status: int, code: str, message: str, headers: dict[str, str] | None =
 
 
 def oauth_error(e: OAuthError) -> Response:
-    """RFC 6749 §5.2: JSON error body, never cached."""
-    return json_response(e.status, e.body(), dict(NO_STORE))
+    """RFC 6749 §5.2: JSON error body, never cached; a 503 says when to try again."""
+    headers = dict(NO_STORE)
+    if e.status == 503:
+        headers["Retry-After"] = "5"
+    return json_response(e.status, e.body(), headers)
 
 
 def unauthenticated(e: Unauthenticated, realm: str = "openfaas-iam") -> Response:

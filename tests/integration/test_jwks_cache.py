@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from idp_server import OidcProvider, private_jwk
 
-from openfaas_iam.errors import DiscoveryError, KeyUnavailable, TokenError
+from openfaas_iam.errors import DiscoveryError, IssuerUnavailable, KeyUnavailable, TokenError
 from openfaas_iam.model.loading import load_texts
 from openfaas_iam.model.objects import JwtIssuer
 from openfaas_iam.oidc.cache_auth import EntrySealer
@@ -90,8 +90,9 @@ def test_idp_rotation_is_followed_within_one_request(idp: OidcProvider, redis_ur
     for kid in [k["kid"] for k in idp.keys]:
         assert kid == new_key["kid"]
     jwks.refresh(config.issuers[0])
-    with pytest.raises(TokenError, match="is not in the JWKS"):
+    with pytest.raises(TokenError, match="is not in the JWKS") as refused:
         verify_subject_token(old_token, config, jwks, leeway=5)
+    assert not isinstance(refused.value, IssuerUnavailable), "a retired key is the token's fault: no retry helps"
 
 
 def test_stale_keys_serve_while_idp_is_down_then_fail_clearly(idp: OidcProvider, redis_url: str) -> None:
@@ -108,10 +109,14 @@ def test_stale_keys_serve_while_idp_is_down_then_fail_clearly(idp: OidcProvider,
     assert jwks.status(config.issuers)[0]["state"] == "stale"
     now[0] += 100  # past max staleness
     with pytest.raises(
-        TokenError, match=r"older than the maximum staleness \(100s\) and cannot be refreshed: cannot reach"
+        IssuerUnavailable, match=r"older than the maximum staleness \(100s\) and cannot be refreshed: cannot reach"
     ):
         verify_subject_token(token, config, jwks, leeway=3600)
     assert jwks.status(config.issuers)[0]["state"] == "failing"
+    # An unknown kid while the IdP is down: its refetch fails, which is the IdP's fault too (503, retry).
+    now[0] -= 100
+    with pytest.raises(IssuerUnavailable, match="is unknown and the refetch failed"):
+        jwks.key(config.issuers[0], "kid-published-while-the-idp-was-down")
 
 
 def test_redis_stopped_mid_test_fails_no_request(idp: OidcProvider, throwaway_redis) -> None:
