@@ -722,7 +722,7 @@ def test_log_streams_are_limited_per_caller_and_unary_calls_keep_their_latency(e
     assert set(retry_after) == {"5"}
     assert health.status_code == 200
     # Normal latency: a loopback call on a busy 2-core machine; before the limit these timed out (>10 s).
-    assert max(during) < max(1.0, 20 * baseline), (baseline, during)
+    assert max(during) < max(3.0, 20 * baseline), (baseline, during)
     print(f"whoami median {baseline * 1000:.1f} ms alone, {statistics.median(during) * 1000:.1f} ms during 16 streams")
     # The slots come back when the streams end: the caller can stream again.
     r = requests.get(

@@ -83,7 +83,8 @@ def test_a_fetch_ends_at_its_total_deadline(headers_first: bool) -> None:
         with pytest.raises(DiscoveryError, match=r"did not (answer|finish) within 1s"):
             Fetcher(timeout=1).get_json(f"{server.url}/.well-known/openid-configuration")
         elapsed = time.monotonic() - start
-        assert elapsed < 2.5, f"a 1 s fetch took {elapsed:.1f}s (per-read timeouts would take minutes)"
+        # Margin for a loaded CI machine; what this catches (per-read timeouts) takes minutes.
+        assert elapsed < 4, f"a 1 s fetch took {elapsed:.1f}s (per-read timeouts would take minutes)"
     finally:
         server.stop()
 
@@ -183,7 +184,7 @@ def test_anonymous_refreshes_are_throttled_and_the_own_jwks_stays_fast(
     local_gateway, idp: OidcProvider, dripper: Dripper, tmp_path: Path
 ) -> None:
     (tmp_path / "iam.json").write_text(json.dumps(hostile_docs(idp.issuer, dripper.url)))
-    gw = local_gateway(iam_config=tmp_path / "iam.json", function_env={"fetch_timeout": "2"})
+    gw = local_gateway(iam_config=tmp_path / "iam.json", function_env={"fetch_timeout": "5"})
     base = f"http://127.0.0.1:{gw.port}/function/iam-discovery"
     with ThreadPoolExecutor(10) as pool:
         refreshes = [pool.submit(requests.post, f"{base}/refresh", timeout=30) for _ in range(10)]
@@ -192,7 +193,8 @@ def test_anonymous_refreshes_are_throttled_and_the_own_jwks_stays_fast(
         own = requests.get(f"{base}/.well-known/jwks.json", timeout=10)
         own_latency = time.monotonic() - start
         answers = [f.result() for f in refreshes]
-    assert own.status_code == 200 and own_latency < 1.5, f"jwks.json took {own_latency:.2f}s"
+    # Queued behind a refresh, it would take the 5 s fetch timeout; the rest is margin for a loaded machine.
+    assert own.status_code == 200 and own_latency < 2.5, f"jwks.json took {own_latency:.2f}s"
     statuses = sorted(r.status_code for r in answers)
     assert statuses.count(429) >= 5 and set(statuses) <= {200, 429}, statuses
     assert all(r.headers.get("Retry-After") for r in answers if r.status_code == 429)

@@ -196,7 +196,8 @@ def test_a_slow_token_endpoint_holds_callback_for_the_deadline_and_a_flow_is_use
             t.join(30)
     finally:
         drip.close()
-    assert len(errors) == 5 and max(times) < 2.5, f"a total deadline of 1 s; each callback took {times}"
+    # A total deadline of 1 s; without one the drip lasts 6 s. The rest is margin for a loaded machine.
+    assert len(errors) == 5 and max(times) < 4.5, f"a total deadline of 1 s; each callback took {times}"
     assert drip.served == 1, "the replayed flow cookie never reaches the IdP"
     assert sorted(e.title for e in errors).count("This sign-in was already used") == 4
     assert [e.detail for e in errors if e.status == 503] == ["timed out"]
