@@ -8,9 +8,11 @@ with its own delay, on a simulated clock so hours of rotation run in seconds.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import subprocess
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -531,3 +533,43 @@ def test_iam_objects_from_the_kubernetes_api(kube: KubeStandIn) -> None:
     kube.version += 1
     assert source.get() is config, "an invalid change keeps the last good configuration"
     assert "Policy 'missing' does not exist" in (source.last_error or "")
+
+
+def test_the_kubernetes_source_polls_in_the_background(kube: KubeStandIn) -> None:
+    """The functions' mode: a poll never holds a request (a slow API answers in the background while
+    the configuration in force is served), a valid change is swapped in whole, an API failure keeps
+    the last good configuration, and only one poll runs at a time."""
+    root = Path(__file__).resolve().parents[2]
+    for doc in yaml.safe_load_all((root / "examples" / "iam.yaml").read_text()):
+        if doc:
+            plural = {"JwtIssuer": "jwtissuers", "Policy": "policies", "Role": "roles"}[doc["kind"]]
+            kube.custom.setdefault(("openfaas", plural), []).append(doc)
+    source = KubernetesConfigSource(kube.client, "openfaas", poll_interval=0, background=True)
+    first = source.get()  # the first load is waited for: there is nothing to serve before it
+    assert source.generation == 1 and len(first.roles) == 6
+
+    extra = copy.deepcopy(kube.custom[("openfaas", "roles")][0])
+    extra["metadata"]["name"] = "added-in-the-background"
+    kube.custom[("openfaas", "roles")].append(extra)
+    kube.version += 1
+    kube.inject(method="GET", delay=0.6, count=3)  # each list of the next poll is slow (client timeout: 1 s)
+    started = time.monotonic()
+    served = [source.get() for _ in range(50)]
+    assert time.monotonic() - started < 0.5, "requests never wait for a poll"
+    assert all(c is first for c in served), "the configuration in force until the new one is whole"
+    deadline = time.monotonic() + 15
+    while source.generation == 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        source.get()
+    assert source.generation == 2, source.last_error
+    assert "added-in-the-background" in {r.name for r in source.get().roles}
+
+    kube.inject(method="GET", code=503, count=3)
+    kube.version += 1
+    before = source.get()
+    deadline = time.monotonic() + 15
+    while source.last_error is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        source.get()
+    assert source.last_error and "503" in source.last_error, source.last_error
+    assert source.get() is before and source.generation == 2, "an API failure keeps the last good configuration"
