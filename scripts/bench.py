@@ -700,6 +700,18 @@ def bench_large(tmp: Path, idp: IdpStandIn) -> float:
     return reload_s
 
 
+def exchange_form(idp: IdpStandIn) -> tuple[bytes, dict[str, str]]:
+    """A token-exchange request body for one of the IdP's tokens, and its headers."""
+    form = urlencode(
+        {
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "subject_token": idp.token(),
+            "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
+        }
+    ).encode()
+    return form, {"Content-Type": "application/x-www-form-urlencoded"}
+
+
 def bench_large_processes(tmp: Path, idp: IdpStandIn, seconds: float, reload_s: float) -> None:
     """RSS of iam-token (and any child of it) holding the large configuration and through its reload."""
     import requests
@@ -713,14 +725,7 @@ def bench_large_processes(tmp: Path, idp: IdpStandIn, seconds: float, reload_s: 
     config_path.write_bytes(gzip.compress(text.encode()))
     port = free_port()
     proc = start([sys.executable, "index.py"], ctx, {**env, "upstream_url": f"http://127.0.0.1:{port}"}, port)
-    form = urlencode(
-        {
-            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
-            "subject_token": idp.token(),
-            "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
-        }
-    ).encode()
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    form, headers = exchange_form(idp)
     url = f"http://127.0.0.1:{port}/oauth/token"
     try:
         session = requests.Session()
@@ -768,14 +773,7 @@ def bench_replicas(tmp: Path, idp: IdpStandIn, seconds: float) -> None:
     """/authorize throughput of 2 replicas vs 1."""
     import requests
 
-    form = urlencode(
-        {
-            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
-            "subject_token": idp.token(),
-            "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
-        }
-    ).encode()
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    form, headers = exchange_form(idp)
     say(f"9. /authorize throughput: 2 replicas vs 1 on {os.cpu_count()} cores")
     authz_ctx, authz_env = prepare_function(tmp, "iam-authz", idp)
     token_ctx, token_env = prepare_function(tmp, "iam-token", idp)
@@ -829,14 +827,19 @@ def bench_replicas(tmp: Path, idp: IdpStandIn, seconds: float) -> None:
             p.wait(timeout=10)
 
 
-def vm_hwm_kb(pid: int) -> int:
+def proc_status_kb(pid: int, field: str) -> int:
+    """A /proc/<pid>/status size in KiB (VmRSS, VmHWM); 0 for a process that has just exited."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
-    except OSError:  # a child that has just exited
+    except OSError:
         pass
     return 0
+
+
+def vm_hwm_kb(pid: int) -> int:
+    return proc_status_kb(pid, "VmHWM")
 
 
 def child_pids(pid: int) -> list[int]:
@@ -933,13 +936,7 @@ def _client(url: str, body: bytes, headers: dict[str, str], seconds: float) -> i
 
 
 def rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:  # a child that has just exited
-        pass
-    return 0
+    return proc_status_kb(pid, "VmRSS")
 
 
 def bench_http(tmp: Path, idp: IdpStandIn, seconds: float) -> None:
@@ -973,14 +970,7 @@ def bench_http(tmp: Path, idp: IdpStandIn, seconds: float) -> None:
     try:
         import requests
 
-        form = urlencode(
-            {
-                "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
-                "subject_token": idp.token(),
-                "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
-            }
-        ).encode()
-        form_headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        form, form_headers = exchange_form(idp)
         r = requests.post(f"http://127.0.0.1:{ports['token']}/oauth/token", data=form, headers=form_headers, timeout=10)
         assert r.status_code == 200, r.text
         api_token = r.json()["access_token"]
