@@ -33,11 +33,6 @@ from .stack import Function, Stack, StackError, load_stack
 _PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "VIRTUAL_ENV", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 
 
-class _StopDuringStart(BaseException):
-    """A stop signal that arrived while the functions were starting (BaseException: no
-    `except Exception` on the way may swallow it)."""
-
-
 def _die_with_parent() -> None:
     """In the child, before exec: SIGTERM when the local gateway dies, however it dies (even SIGKILL)."""
     try:
@@ -508,18 +503,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # Handlers first: a stop asked for while the functions start (Ctrl-C during a slow start, or
     # a signal that lands between the first answered request and the end of start-up) stops
-    # every function already started instead of killing this process with its children running.
-    stop = threading.Event()
-    starting = [True]
+    # every function once start-up returns, instead of killing this process with its children
+    # running. The handler only sets a flag: one that took a lock (Event.set, logging) could
+    # deadlock when a second signal arrives while the first is being handled.
+    stopping = [False]
 
     def on_signal(*_: object) -> None:
-        stop.set()
-        if starting[0]:
-            raise _StopDuringStart
+        stopping[0] = True
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, on_signal)
-    gw: LocalGateway | None = None
     try:
         gw = LocalGateway(
             Path(args.stack),
@@ -535,18 +528,16 @@ def main(argv: list[str] | None = None) -> int:
             replicas=None if os.environ.get("REDIS_URL") else 1,
         )
         gw.start()
-        starting[0] = False
-    except _StopDuringStart:
-        starting[0] = False  # a second signal while stopping only asks again
-        print("\nstopped while starting; stopping every function...", flush=True)
-        if gw is not None:
-            gw.stop()
-        return 130
     except (StackError, RuntimeError, OSError) as e:
         print(f"openfaas-iam-gateway: {e}", file=sys.stderr)
         return 1
+    if stopping[0]:
+        print("\nstopped while starting; stopping every function...", flush=True)
+        gw.stop()
+        return 130
     print(gw.summary(), flush=True)
-    stop.wait()
+    while not stopping[0]:
+        time.sleep(0.1)
     print("\nstopping every function...", flush=True)
     gw.stop()
     return 0

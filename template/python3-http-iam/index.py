@@ -333,6 +333,12 @@ def drain_on_sigterm(server: Any) -> None:
     `healthcheck_interval` while Kubernetes takes the pod out of its Service, then waits up
     to `write_timeout` for what is in flight. So the child keeps serving through that window,
     then exits as soon as nothing is in flight (or the window has passed).
+
+    The handler itself only writes a byte to a pipe. SIGTERM often comes twice (the watchdog
+    forwards it and the kubelet or a dying parent sends it too), and a handler that logged or
+    started a thread ran inside whatever the main thread was doing, logging included: it
+    deadlocked against the drain thread's `logging.shutdown()` and the process never exited
+    (seen under `make run`). Everything else happens in a thread started beforehand.
     """
     import signal
     import threading
@@ -340,21 +346,30 @@ def drain_on_sigterm(server: Any) -> None:
 
     write_timeout = _seconds("write_timeout", 10.0)
     interval = _seconds("healthcheck_interval", write_timeout)
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
 
     def drain() -> None:
+        os.read(wake_read, 1)  # the first SIGTERM
+        log.info("SIGTERM: serving in-flight and new requests for %.0fs, then exiting", interval)
         deadline = time.monotonic() + interval + write_timeout
         time.sleep(min(interval, _seconds("drain_grace", interval)))
         dispatcher = server.task_dispatcher
         while time.monotonic() < deadline and (dispatcher.active_count or dispatcher.queue):
             time.sleep(0.05)
         log.info("SIGTERM: drained, exiting")
+        # Flush the log, but never let a stuck writer (a full pipe nobody reads) keep us alive.
+        threading.Timer(2.0, os._exit, args=(0,)).start()
         logging.shutdown()
         os._exit(0)
 
     def on_term(signum: int, frame: Any) -> None:
-        log.info("SIGTERM: serving in-flight and new requests for %.0fs, then exiting", interval)
-        threading.Thread(target=drain, name="drain", daemon=True).start()
+        try:  # noqa: SIM105 (plain try: nothing in a signal handler that need not be there)
+            os.write(wake_write, b"x")  # no lock, no allocation that can block: safe however often
+        except OSError:
+            pass  # the pipe is full: the drain has been woken already
 
+    threading.Thread(target=drain, name="drain", daemon=True).start()
     signal.signal(signal.SIGTERM, on_term)
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
+from conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -159,3 +162,43 @@ def test_cron_invokes_like_cron_connector(echo_gateway) -> None:
     ticks = [json.loads(line) for line in echo_gateway.ticks.read_text().splitlines()]
     assert len(ticks) >= 2
     assert ticks[0] == {"method": "POST", "topic": "cron-function", "connector": "cron-connector", "body": ""}
+
+
+def test_a_burst_of_sigterms_still_ends_the_function(echo_gateway, tmp_path: Path) -> None:
+    """SIGTERM often arrives more than once (the watchdog forwards it; a dying parent or the kubelet
+    sends it too). A handler that logged or started a thread ran inside whatever it interrupted and
+    deadlocked against the drain's own logging: the process lived on with every thread waiting."""
+    echo = next(p for p in echo_gateway.processes if p.fn.name == "echo")
+    for attempt in range(5):
+        port = free_port()
+        log = tmp_path / f"echo-{attempt}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "index.py"],
+                cwd=echo.context,
+                env={**echo.env, "upstream_url": f"http://127.0.0.1:{port}"},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            deadline = time.monotonic() + 30
+            while b"Serving on" not in log.read_bytes():
+                assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+                time.sleep(0.05)
+            # SIGTERM after SIGTERM, as fast as a shell can send them, until it exits: some land
+            # inside the handling of the one before and while the drain shuts logging down.
+            sender = subprocess.Popen(["sh", "-c", f"while kill -TERM {proc.pid} 2>/dev/null; do :; done"])
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                pass
+            finally:
+                sender.kill()
+                sender.wait()
+            if proc.poll() is None:
+                pytest.fail(f"still running after 20 s of SIGTERMs (attempt {attempt}):\n{log.read_text()}")
+            assert proc.returncode == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
