@@ -16,9 +16,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
-from openfaas_iam.model.actions import ACTIONS, canonical_action, expand_action
+from openfaas_iam.model.actions import ACTIONS, canonical_action, expand_actions
 from openfaas_iam.model.claims import lookup
 from openfaas_iam.model.conditions import Test, glob_regex
 from openfaas_iam.model.objects import IamConfig, Statement
@@ -62,21 +63,27 @@ class Decision:
         return out
 
 
+@dataclass(frozen=True, slots=True, eq=False)
 class _Part:
-    """One side of `ns:fn`: any, exact, a glob, or a template with variables."""
+    """One side of `ns:fn`: any, exact, a glob, or a template with variables.
 
-    __slots__ = ("kind", "regex", "text")
+    Immutable, so one is shared by every statement of a configuration that writes the same
+    text (`*`, `prod-*`, a team's namespace): see `_compile_resources`.
+    """
 
-    def __init__(self, text: str) -> None:
-        self.text = text
+    text: str
+    kind: str  # any | exact | glob | template
+    regex: re.Pattern[str] | None
+
+    @classmethod
+    def parse(cls, text: str) -> _Part:
         if text == "*":
-            self.kind, self.regex = "any", None
-        elif "${" in text:
-            self.kind, self.regex = "template", None
-        elif "*" in text or "?" in text:
-            self.kind, self.regex = "glob", glob_regex(text)
-        else:
-            self.kind, self.regex = "exact", None
+            return cls(text, "any", None)
+        if "${" in text:
+            return cls(text, "template", None)
+        if "*" in text or "?" in text:
+            return cls(text, "glob", glob_regex(text))
+        return cls(text, "exact", None)
 
     def match(self, value: str, claims: Claims, unresolved: bool = False) -> bool:
         """`unresolved` answers for a template whose variables have no single plain value."""
@@ -113,7 +120,7 @@ def substitute(text: str, claims: Claims) -> str | None:
     return None if failed else out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CompiledStatement:
     policy: str
     statement: Statement
@@ -162,17 +169,31 @@ class CompiledStatement:
         return out
 
 
-def compile_statement(policy: str, st: Statement) -> CompiledStatement:
-    actions: set[str] = set()
-    for pattern in st.actions:
-        actions |= expand_action(pattern)
-    resources: list[tuple[_Part, _Part] | None] = []
-    for text in st.resources:
+Resources = tuple[tuple[_Part, _Part] | None, ...]
+
+
+def _compile_resources(texts: tuple[str, ...], parts: dict[str, _Part]) -> Resources:
+    """A statement's resources as parts, each text parsed once per configuration (`parts`)."""
+    out: list[tuple[_Part, _Part] | None] = []
+    for text in texts:
+        if text == "*":
+            out.append(None)
+            continue
         parsed = parse_resource(text)
-        resources.append(None if text == "*" else (_Part(parsed.namespace), _Part(parsed.function)))
+        ns = parts.get(parsed.namespace) or parts.setdefault(parsed.namespace, _Part.parse(parsed.namespace))
+        fn = parts.get(parsed.function) or parts.setdefault(parsed.function, _Part.parse(parsed.function))
+        out.append((ns, fn))
+    return tuple(out)
+
+
+def compile_statement(policy: str, st: Statement, parts: dict[str, _Part] | None = None) -> CompiledStatement:
+    """`parts`: the parts already made for this configuration, shared (a new table when None).
+
+    The action set is shared too (`expand_actions` caches one frozenset per distinct list)."""
+    resources = _compile_resources(st.resources, {} if parts is None else parts)
     deny = st.effect == "Deny"
     condition = st.condition.compile(ambiguous=deny) if st.condition else None
-    return CompiledStatement(policy, st, frozenset(actions), tuple(resources), condition, deny)
+    return CompiledStatement(policy, st, expand_actions(st.actions), resources, condition, deny)
 
 
 def split_resource(resource: str) -> tuple[str, str]:
@@ -185,21 +206,47 @@ def split_resource(resource: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
+# Which statements of a Policy (by position) apply to each concrete action. Policies written
+# alike (the same action lists in the same order) share one, so a configuration holds one per
+# distinct shape rather than a dict of lists per Policy.
+ActionShape = Mapping[str, tuple[int, ...]]
+_NO_POSITIONS: tuple[int, ...] = ()
+
+
+def _action_shape(statements: tuple[CompiledStatement, ...]) -> dict[str, tuple[int, ...]]:
+    positions: dict[str, list[int]] = {}
+    for i, cs in enumerate(statements):
+        for action in ACTIONS:  # written order, whatever the set's iteration order
+            if action in cs.actions:
+                positions.setdefault(action, []).append(i)
+    return {action: tuple(p) for action, p in positions.items()}
+
+
 class PolicyIndex:
     def __init__(self, config: IamConfig) -> None:
         # Policies tried in report-only mode: never enforced, decided in the shadow (see authz.py).
         self.report_only = frozenset(p.name for p in config.policies if p.report_only)
-        # policy name -> concrete action -> statements (Deny and Allow together, in order)
-        self.by_policy: dict[str, dict[str, list[CompiledStatement]]] = {}
-        self.statements: dict[str, list[CompiledStatement]] = {}
+        # policy name -> its compiled statements (in order), and which of them each action reaches
+        self.statements: dict[str, tuple[CompiledStatement, ...]] = {}
+        self._shapes: dict[str, ActionShape] = {}
+        parts: dict[str, _Part] = {}
+        shapes: dict[tuple[frozenset[str], ...], ActionShape] = {}
         for policy in config.policies:
-            compiled = [compile_statement(policy.name, st) for st in policy.statements]
+            compiled = tuple(compile_statement(policy.name, st, parts) for st in policy.statements)
             self.statements[policy.name] = compiled
-            per_action: dict[str, list[CompiledStatement]] = {}
-            for cs in compiled:
-                for action in cs.actions:
-                    per_action.setdefault(action, []).append(cs)
-            self.by_policy[policy.name] = per_action
+            key = tuple(cs.actions for cs in compiled)
+            shape = shapes.get(key)
+            if shape is None:
+                shape = shapes[key] = MappingProxyType(_action_shape(compiled))
+            self._shapes[policy.name] = shape
+
+    def for_action(self, policy: str, action: str) -> list[CompiledStatement]:
+        """The statements of `policy` whose actions include the concrete `action`, in written order."""
+        shape = self._shapes.get(policy)
+        if shape is None:
+            return []
+        statements = self.statements[policy]
+        return [statements[i] for i in shape.get(action, _NO_POSITIONS)]
 
     def decide(
         self, policies: list[str], action: str, resource: str, claims: Claims, exact_only: bool = False
@@ -214,8 +261,14 @@ class PolicyIndex:
         except ValueError as e:
             return Decision(False, canon, resource, None, str(e))
         allow: CompiledStatement | None = None
+        shapes, statements = self._shapes, self.statements
         for name in policies:
-            for cs in self.by_policy.get(name, {}).get(canon, ()):
+            shape = shapes.get(name)
+            if shape is None:
+                continue
+            compiled = statements[name]
+            for i in shape.get(canon, _NO_POSITIONS):
+                cs = compiled[i]
                 if cs.applies(ns, fn, claims, exact_only):
                     if cs.deny:
                         return Decision(
@@ -290,7 +343,7 @@ class PolicyIndex:
         allow: dict[str, None] = {}
         deny: dict[str, None] = {}
         for name in policies:
-            for cs in self.by_policy.get(name, {}).get("Function:Invoke", ()):
+            for cs in self.for_action(name, "Function:Invoke"):
                 if cs.condition is not None and not cs.condition(claims):
                     continue
                 target = deny if cs.deny else allow

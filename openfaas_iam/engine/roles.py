@@ -21,40 +21,42 @@ from dataclasses import dataclass
 from typing import Any
 
 from openfaas_iam.model.claims import lookup
-from openfaas_iam.model.conditions import parse_operator
+from openfaas_iam.model.conditions import AllOf, parse_operator
 from openfaas_iam.model.objects import IamConfig, Role
 
 Claims = Mapping[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CompiledRole:
     role: Role
     test: Callable[[Claims], bool]
 
 
-def _principal_test(principal: Mapping[str, tuple[str, ...]]) -> Callable[[Claims], bool]:
-    items = [(key, frozenset(values)) for key, values in principal.items()]
+@dataclass(frozen=True, slots=True, eq=False)
+class _PrincipalTest:
+    """Every principal key present with one of its values. An immutable object rather than a
+    closure: one per Role, held as long as the configuration, and a closure's cells cost more."""
 
-    def test(claims: Claims) -> bool:
-        for key, allowed in items:
+    items: tuple[tuple[str, frozenset[str]], ...]
+
+    def __call__(self, claims: Claims) -> bool:
+        for key, allowed in self.items:
             got = lookup(claims, key)
             if not got or not any(v in allowed for v in got):
                 return False
         return True
 
-    return test
-
 
 def compile_role(role: Role) -> CompiledRole:
     tests: list[Callable[[Claims], bool]] = []
     if role.principal:
-        tests.append(_principal_test(role.principal))
+        tests.append(_PrincipalTest(tuple((key, frozenset(values)) for key, values in role.principal.items())))
     if role.condition is not None:
         tests.append(role.condition.compile())
     if len(tests) == 1:
         return CompiledRole(role, tests[0])
-    return CompiledRole(role, lambda claims: all(t(claims) for t in tests))
+    return CompiledRole(role, AllOf(tuple(tests)))
 
 
 def _anchor_score(key: str, principal: bool) -> int:
@@ -88,7 +90,7 @@ class RoleMatcher:
     def __init__(self, config: IamConfig) -> None:
         self.roles = [compile_role(r) for r in config.roles]
         # anchor key -> claim value -> positions of the Roles filed there (ascending).
-        self._index: dict[str, dict[str, list[int]]] = {}
+        index: dict[str, dict[str, list[int]]] = {}
         self._unanchored: list[int] = []
         for pos, role in enumerate(config.roles):
             found = anchor(role)
@@ -96,9 +98,13 @@ class RoleMatcher:
                 self._unanchored.append(pos)
                 continue
             key, values = found
-            by_value = self._index.setdefault(key, {})
+            by_value = index.setdefault(key, {})
             for value in values:
                 by_value.setdefault(value, []).append(pos)
+        # Most values file one Role: a tuple holds its positions in less than a list.
+        self._index: dict[str, dict[str, tuple[int, ...]]] = {
+            key: {value: tuple(positions) for value, positions in by_value.items()} for key, by_value in index.items()
+        }
 
     def candidates(self, claims: Claims) -> list[int]:
         """Positions of the Roles that may match (written order): a superset, each still tested."""

@@ -44,7 +44,7 @@ SET_PREFIXES = ("ForAnyValue:", "ForAllValues:")
 IF_EXISTS = "IfExists"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Operator:
     """A parsed operator name such as `ForAnyValue:StringLikeIfExists`."""
 
@@ -106,7 +106,7 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Clause:
     """One `operator: {key: [values]}` entry, as written in the document."""
 
@@ -118,16 +118,94 @@ class Clause:
 Test = Callable[[Mapping[str, Any]], bool]
 
 
+# The compiled forms below are small immutable objects with a `__call__` rather than closures:
+# a closure costs a function object plus a cell per captured variable (about 1 KiB for one
+# clause), and a large configuration holds one per clause for as long as it is in force.
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _FoldedIn:
+    """StringEqualsIgnoreCase: whether a claim value equals a listed one after case-folding."""
+
+    folded: frozenset[str]
+
+    def __call__(self, value: str) -> bool:
+        return value.casefold() in self.folded
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _AnyGlob:
+    """StringLike: whether a claim value matches a listed glob."""
+
+    regexes: tuple[re.Pattern[str], ...]
+
+    def __call__(self, value: str) -> bool:
+        return any(r.fullmatch(value) for r in self.regexes)
+
+
 def _value_predicate(op: Operator, values: tuple[str, ...]) -> Callable[[str], bool]:
     """Whether one claim value matches any listed value (before negation)."""
     if op.base == "equals":
-        allowed = frozenset(values)
-        return allowed.__contains__
+        return frozenset(values).__contains__
     if op.base == "equals_ci":
-        folded = frozenset(v.casefold() for v in values)
-        return lambda v: v.casefold() in folded
-    regexes = [glob_regex(v) for v in values]
-    return lambda v: any(r.fullmatch(v) for r in regexes)
+        return _FoldedIn(frozenset(v.casefold() for v in values))
+    return _AnyGlob(tuple(glob_regex(v) for v in values))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _NullTest:
+    """`Null`: whether the claim's presence is as required."""
+
+    key: str
+    want_absent: bool
+
+    def __call__(self, claims: Mapping[str, Any]) -> bool:
+        return (lookup(claims, self.key) is None) == self.want_absent
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _ClauseTest:
+    """Any other operator over one claim; see the module's docstring for the semantics."""
+
+    key: str
+    hit: Callable[[str], bool]
+    negated: bool
+    quantifier: str | None
+    if_exists: bool
+    ambiguous: bool
+
+    def __call__(self, claims: Mapping[str, Any]) -> bool:
+        got = lookup(claims, self.key)
+        negated = self.negated
+        quantifier = self.quantifier
+        if got is None:
+            if self.if_exists:
+                return True
+            return quantifier == "all" or (quantifier is None and negated)
+        hit = self.hit
+        if quantifier == "all":
+            return all(hit(v) != negated for v in got)
+        if quantifier == "any":
+            return any(hit(v) != negated for v in got)
+        if not got:
+            return negated
+        if len(got) > 1:
+            return self.ambiguous
+        return hit(got[0]) != negated
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class AllOf:
+    """True when every test holds (in order, stopping at the first that fails)."""
+
+    tests: tuple[Test, ...]
+
+    def __call__(self, claims: Mapping[str, Any]) -> bool:
+        return all(t(claims) for t in self.tests)
+
+
+def _always(claims: Mapping[str, Any]) -> bool:
+    return True
 
 
 def compile_clause(clause: Clause, ambiguous: bool = False) -> Test:
@@ -137,51 +215,25 @@ def compile_clause(clause: Clause, ambiguous: bool = False) -> Test:
     values: False where a match grants (Allow, Role), True where it takes away (Deny).
     """
     op = parse_operator(clause.operator)
-    key = clause.key
     if op.base == "null":
-        want_absent = clause.values[0].lower() == "true"
-        return lambda claims: (lookup(claims, key) is None) == want_absent
+        return _NullTest(clause.key, clause.values[0].lower() == "true")
     hit = _value_predicate(op, clause.values)
-    negated = op.negated
-
-    def ok(value: str) -> bool:
-        return hit(value) != negated
-
-    quantifier = op.quantifier
-    if_exists = op.if_exists
-
-    def test(claims: Mapping[str, Any]) -> bool:
-        got = lookup(claims, key)
-        if got is None:
-            if if_exists:
-                return True
-            return quantifier == "all" or (quantifier is None and negated)
-        if quantifier == "all":
-            return all(ok(v) for v in got)
-        if quantifier == "any":
-            return any(ok(v) for v in got)
-        if not got:
-            return negated
-        if len(got) > 1:
-            return ambiguous
-        return ok(got[0])
-
-    return test
+    return _ClauseTest(clause.key, hit, op.negated, op.quantifier, op.if_exists, ambiguous)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Condition:
     """A whole `condition:` block; true when every clause holds."""
 
     clauses: tuple[Clause, ...]
 
     def compile(self, ambiguous: bool = False) -> Test:
-        tests = [compile_clause(c, ambiguous) for c in self.clauses]
+        tests = tuple(compile_clause(c, ambiguous) for c in self.clauses)
         if not tests:
-            return lambda claims: True
+            return _always
         if len(tests) == 1:
             return tests[0]
-        return lambda claims: all(t(claims) for t in tests)
+        return AllOf(tests)
 
     def failing(self, claims: Mapping[str, Any], ambiguous: bool = False) -> list[Clause]:
         """The clauses that do not hold, for explanations in the simulator and audit."""

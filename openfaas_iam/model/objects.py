@@ -1,5 +1,8 @@
 """The `iam.openfaas.com/v1` objects as typed, immutable values.
 
+Slotted (no per-object `__dict__`): a large configuration holds tens of thousands of
+them for as long as it is in force, and a dict each was the largest single cost.
+
 These mirror OpenFaaS IAM field for field, so a user's OpenFaaS for Enterprises
 documents load unchanged; our extensions (Deny, more operators, variables) are
 additions that their documents simply do not use.
@@ -15,13 +18,15 @@ from typing import Any, TypeVar
 from openfaas_iam.model.conditions import Condition
 
 T = TypeVar("T")
+# The principal of a Role that has none: one shared empty mapping, read-only, instead of one per Role.
+NO_PRINCIPAL: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 API_VERSION = "iam.openfaas.com/v1"
 DEFAULT_NAMESPACE = "openfaas"
 # OpenFaaS's chart uses 2h for federated issuers when none is given (documented in the README).
 DEFAULT_TOKEN_EXPIRY = 2 * 3600.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JwtIssuer:
     name: str
     namespace: str
@@ -36,7 +41,7 @@ class JwtIssuer:
         return self.iss_internal or self.iss
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Statement:
     sid: str
     effect: str  # "Allow" | "Deny"
@@ -45,7 +50,7 @@ class Statement:
     condition: Condition | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Policy:
     name: str
     namespace: str
@@ -55,12 +60,12 @@ class Policy:
     report_only: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Role:
     name: str
     namespace: str
     policies: tuple[str, ...]
-    principal: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    principal: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: NO_PRINCIPAL)
     condition: Condition | None = None
 
 
