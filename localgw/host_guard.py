@@ -30,7 +30,11 @@ class HostGuard:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         host = (environ.get("HTTP_HOST") or "").strip()
-        if host and host_port(f"http://{host}") in self.hosts:
+        try:
+            ours = bool(host) and host_port(f"http://{host}") in self.hosts
+        except ValueError:  # a port that is not a number or out of range, an unclosed '['
+            ours = False
+        if ours:
             return self.app(environ, start_response)
         body = f"421 Misdirected Request: this listener answers only as {', '.join(sorted(self.hosts))}\n".encode()
         start_response(

@@ -148,7 +148,11 @@ class IssuerDiscovery:
         self.k8s_hosts = {*K8S_HOSTS, *([api_host] if api_host else [])}
 
     def _bearer(self, url: str) -> str | None:
-        if (urlsplit(url).hostname or "") not in self.k8s_hosts:
+        try:
+            host = urlsplit(url).hostname or ""
+        except ValueError:  # an unclosed '[': the fetch refuses the URL itself
+            return None
+        if host not in self.k8s_hosts:
             return None
         try:
             # The kubelet rotates this token: read it for every call.

@@ -29,8 +29,16 @@ MAX_REDIRECTS = 3
 
 
 def origin(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    """(scheme, host, port); DiscoveryError for a URL whose port or host cannot be read.
+
+    urlsplit() raises ValueError on a port that is not a number or out of range and on an
+    unclosed '[': from an IdP's jwks_uri or Location header that was a 500, not a refusal.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise DiscoveryError(f"{url} is not a valid URL") from None
     return parts.scheme, (parts.hostname or "").lower(), port
 
 

@@ -51,6 +51,10 @@ _LOG_PARAMS = ("name", "namespace", "instance", "since", "tail", "follow")
 RESERVED_LABELS = frozenset({"faas_function", "app", "controller", "uid"})
 RESERVED_LABEL_PREFIXES = ("iam.openfaas.com/", "openfaas-iam/")
 SCALE_LABEL_PREFIX = "com.openfaas.scale."
+# Annotations faas-netes turns into the pod's identity: `com.openfaas.serviceaccount` becomes the pod's
+# serviceAccountName, so a deploy could run as any service account in the namespace (one an operator
+# bound to Secrets for a trusted function), not the shared `default` the threat model assumes.
+RESERVED_ANNOTATIONS = frozenset({"com.openfaas.serviceaccount"})
 
 
 class BadApiRequest(Exception):
@@ -119,6 +123,12 @@ def _deploy_checks(doc: dict[str, Any], ns: str, fn: str) -> tuple[Check, ...]:
     for secret in doc.get("secrets", []):
         _name(secret, "secret", _SECRET_NAME)
         checks.append(Check("Secret:Mount", f"{ns}:{secret}", f"the deploy mounts secret {secret}"))
+    for key in doc.get("annotations", {}):
+        if key in RESERVED_ANNOTATIONS:
+            raise BadApiRequest(
+                f"annotation {key!r} is reserved: the platform runs the function's pod as that service account, "
+                "so a deploy through openfaas-iam may not set it (the operator deploys such functions)"
+            )
     for key in doc.get("labels", {}):
         if key in RESERVED_LABELS or key.startswith(RESERVED_LABEL_PREFIXES):
             raise BadApiRequest(

@@ -289,6 +289,12 @@ class TokenExchange:
                 _, fn = split_resource(aud)
             except ValueError:
                 raise InvalidTarget(f"audience {aud!r} is not a function; use <namespace>:<function>") from None
+            if any(c in aud for c in "*?"):
+                # Decided as a literal name, but every verifier reads `*`/`?` in a permission as a glob:
+                # `staging:bil*` would pass a Deny on staging:billing here and cover it at the watchdog.
+                raise InvalidTarget(
+                    f"audience {aud!r} has a wildcard; a function token names each function: <namespace>:<function>"
+                )
             if fn == "*" or not index.decide(policies, "Function:Invoke", aud, subject).allowed:
                 raise InvalidTarget(f"audience {aud} is outside the subject's Function:Invoke permissions")
         # The token must be safe for a verifier that reads only `permissions` and `audience` (the real

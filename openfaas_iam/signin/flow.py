@@ -94,7 +94,10 @@ def request_host(headers: Mapping[str, str], scheme: str) -> str:
     the sign-in origin's cookies (another host), so it can only ever see the landing page.
     """
     raw = (headers.get("X-Forwarded-Host") or "").split(",")[0].strip() or (headers.get("Host") or "").strip()
-    return host_of(f"{scheme}://{raw}") if raw else ""
+    try:
+        return host_of(f"{scheme}://{raw}") if raw else ""
+    except ValueError:  # a port that is not a number or out of range, an unclosed '[': no host of ours
+        return ""
 
 
 @dataclass(frozen=True)

@@ -478,6 +478,15 @@ CASES: list[tuple[str, str, str, str, dict[str, str], bytes, tuple[Any, ...]]] =
         (400, "reserved"),
     ),
     (
+        "serviceaccount-annotation",
+        "team-a",
+        "POST",
+        "/system/functions",
+        {},
+        raw(service="team-a-api", image="i", annotations={"com.openfaas.serviceaccount": "build-robot"}),
+        (400, "reserved"),
+    ),
+    (
         "label-scale",
         "team-a",
         "POST",

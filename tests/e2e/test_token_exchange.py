@@ -691,6 +691,27 @@ CASES: list[Case] = [
         "audience staging:billing is outside the subject's Function:Invoke permissions",
     ),
     (
+        "function audience with a wildcard past a deny",
+        lambda b: {"subject_token": forge(b), "scope": "function", "audience": "staging:bil*"},
+        400,
+        "invalid_target",
+        "audience 'staging:bil*' has a wildcard; a function token names each function: <namespace>:<function>",
+    ),
+    (
+        "function audience with a single-character wildcard",
+        lambda b: {"subject_token": forge(b), "scope": "function", "audience": "staging:billin?"},
+        400,
+        "invalid_target",
+        "audience 'staging:billin?' has a wildcard; a function token names each function: <namespace>:<function>",
+    ),
+    (
+        "function audience with a wildcard namespace",
+        lambda b: {"subject_token": forge(b), "scope": "function", "audience": "*:billing"},
+        400,
+        "invalid_target",
+        "audience '*:billing' has a wildcard; a function token names each function: <namespace>:<function>",
+    ),
+    (
         "function audience malformed",
         lambda b: {"subject_token": forge(b), "scope": "function", "audience": "payments"},
         400,

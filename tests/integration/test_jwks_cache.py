@@ -187,6 +187,9 @@ class Hostile(http.server.BaseHTTPRequestHandler):
             "notjson": {"issuer": f"{base}/notjson", "jwks_uri": f"{base}/notjson/jwks"},
             "badkeys": {"issuer": f"{base}/badkeys", "jwks_uri": f"{base}/badkeys/jwks"},
             "redirect": {"issuer": f"{base}/redirect", "jwks_uri": f"{base}/redirect/jwks"},
+            "badport": {"issuer": f"{base}/badport", "jwks_uri": "http://127.0.0.1:99999/jwks"},
+            "badhost": {"issuer": f"{base}/badhost", "jwks_uri": "http://[::1/jwks"},
+            "badredirect": {"issuer": f"{base}/badredirect", "jwks_uri": f"{base}/badredirect/jwks"},
         }
         if self.path.endswith("/.well-known/openid-configuration"):
             body = json.dumps(routes[name]).encode()
@@ -197,6 +200,11 @@ class Hostile(http.server.BaseHTTPRequestHandler):
         elif name == "redirect":
             self.send_response(302)
             self.send_header("Location", "https://evil.example.com/jwks")
+            self.end_headers()
+            return
+        elif name == "badredirect":
+            self.send_response(302)
+            self.send_header("Location", "http://127.0.0.1:notaport/jwks")
             self.end_headers()
             return
         elif name == "badkeys":
@@ -244,6 +252,10 @@ def hostile():
         ("big", "is larger than the limit of 65536 bytes"),
         ("notjson", "did not return JSON"),
         ("redirect", "redirects to another origin (https://evil.example.com/jwks); refused"),
+        # urlsplit().port raises ValueError on these: it escaped as a 500 from the token endpoint and /refresh.
+        ("badport", "http://127.0.0.1:99999/jwks is not a valid URL"),
+        ("badredirect", "http://127.0.0.1:notaport/jwks is not a valid URL"),
+        ("badhost", "http://[::1/jwks is not a valid URL"),
     ],
 )
 def test_hostile_metadata_is_refused_with_a_reason(hostile: str, name: str, reason: str) -> None:

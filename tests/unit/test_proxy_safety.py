@@ -116,6 +116,19 @@ def test_deploy_asks_for_every_mounted_secret_and_for_scaling_labels() -> None:
             map_call("POST", "/system/functions", {}, json.dumps({**body, "labels": {label: "x"}}).encode())
 
 
+def test_a_deploy_cannot_choose_its_service_account() -> None:
+    # faas-netes sets the pod's serviceAccountName from this annotation: a deploy through the proxy could
+    # run as any service account in openfaas-fn (one the operator bound to Secrets for a trusted function).
+    body = {"service": "api", "image": "i", "annotations": {"com.openfaas.serviceaccount": "build-robot"}}
+    for method in ("POST", "PUT"):
+        with pytest.raises(BadApiRequest, match=r"annotation 'com\.openfaas\.serviceaccount' is reserved"):
+            map_call(method, "/system/functions", {}, json.dumps(body).encode())
+    other = {**body, "annotations": {"topic": "orders"}}
+    assert json.loads(map_call("POST", "/system/functions", {}, json.dumps(other).encode()).body or b"")[
+        "annotations"
+    ] == {"topic": "orders"}
+
+
 # -- The bundle protects itself ------------------------------------------------------------
 
 

@@ -86,3 +86,14 @@ def test_a_failure_line_is_one_line_with_stage_and_reason() -> None:
     doc = json.loads(line)
     assert doc["event"] == "signin_failed" and doc["stage"] == "idp" and doc["client"] == "10.0.0.1"
     assert doc["reason"].startswith("refused FAKE") and len(doc["reason"]) == 300
+
+
+def test_a_malformed_host_is_not_the_sign_in_origin_and_not_a_500() -> None:
+    # urlsplit().port raises ValueError on a port that is not a number or out of range: every
+    # sign-in route answered such a Host or X-Forwarded-Host with a 500 and a traceback in the log.
+    sso = SsoSettings("idp", "client", "secret", "https://iam.example.com/callback", origin="https://iam.example.com")
+    for host in ("iam.example.com:99999", "iam.example.com:abc", "iam.example.com:-1", "[::1", "[iam.example.com]:x"):
+        assert sso.serves({"X-Forwarded-Host": host}) is False
+        assert sso.serves({"Host": host}) is False
+    assert sso.serves({"Host": "iam.example.com"}) is True
+    assert sso.serves({"X-Forwarded-Host": "iam.example.com:443, evil:99999"}) is True
