@@ -172,6 +172,11 @@ class OwnTokenVerifier:
     with it). The cache is bounded; when full, the oldest entry goes (expired ones are
     dropped when met). Insert and eviction are O(1) (an OrderedDict, not a scan): at
     10,000 entries a scan under the lock cost every new token 0.67 ms (issue 16).
+
+    Bounded by bytes as well as by count: an API token carries every claim of the IdP token
+    it came from (up to the 16 KiB a subject token may have), so 10,000 large tokens minted
+    by one user for the purpose would hold several hundred MiB, past the function's memory
+    limit. `max_bytes` counts each entry as its token plus an estimate of its parsed claims.
     """
 
     def __init__(
@@ -180,13 +185,31 @@ class OwnTokenVerifier:
         public_keys: Callable[[], Mapping[str, Any]],
         leeway: float = 1.0,
         max_entries: int = 10000,
+        max_bytes: int = 32 * 1024 * 1024,
     ):
         self.issuer_url = issuer_url
         self.public_keys = public_keys
         self.leeway = leeway
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._cache: OrderedDict[str, tuple[dict[str, Any], float, str, Any]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
+
+    @staticmethod
+    def entry_bytes(token: str) -> int:
+        """What an entry holds, estimated: the token, its claims parsed (Python objects take about
+        three times their JSON, which is three quarters of the token), and the entry itself."""
+        return 4 * len(token) + 512
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._bytes
+
+    def _drop(self, token: str) -> None:
+        """Under the lock: forget `token` and its bytes."""
+        if self._cache.pop(token, None) is not None:
+            self._bytes -= self.entry_bytes(token)
 
     def verify(self, token: str, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
@@ -195,18 +218,23 @@ class OwnTokenVerifier:
             claims, exp, kid, key = hit
             if now > exp + self.leeway:
                 with self._lock:
-                    self._cache.pop(token, None)
+                    self._drop(token)
                 raise TokenError("the token has expired (exp)")
             if self.public_keys().get(kid) is key:
                 return claims
             with self._lock:  # its key is no longer trusted (or was replaced): verify again, and fail
-                self._cache.pop(token, None)
+                self._drop(token)
         claims, kid, key = self._verify(token, now)
+        size = self.entry_bytes(token)
+        if size > self.max_bytes:
+            return claims  # verified, but too large to keep
         with self._lock:
-            self._cache.pop(token, None)
-            while len(self._cache) >= self.max_entries:
-                self._cache.popitem(last=False)  # the oldest first: O(1)
+            self._drop(token)
+            while self._cache and (len(self._cache) >= self.max_entries or self._bytes + size > self.max_bytes):
+                oldest, _ = self._cache.popitem(last=False)  # the oldest first: O(1)
+                self._bytes -= self.entry_bytes(oldest)
             self._cache[token] = (claims, float(claims["exp"]), kid, key)
+            self._bytes += size
         return claims
 
     def verify_uncached(self, token: str, now: float | None = None) -> dict[str, Any]:
