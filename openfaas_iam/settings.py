@@ -25,6 +25,13 @@ def _bool(value: str | None, default: bool = False) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _config_reload(value: str) -> str:
+    value = value.strip().lower()
+    if value not in ("thread", "process"):
+        raise ValueError(f"config_reload must be 'thread' or 'process', not {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     public_gateway_url: str = "http://127.0.0.1:8080"
@@ -35,6 +42,9 @@ class Settings:
     redis_prefix: str = "openfaas-iam:"
     secret_mount_path: str = DEFAULT_SECRETS
     iam_config: str = "iam-config"  # a secret key under secret_mount_path, a path, or "kubernetes"
+    # How a changed iam-config file is parsed: "process" (a child interpreter, off the serving
+    # process's GIL; service/config_process.py) or "thread" (a background thread in the function).
+    config_reload: str = "process"
     signing_keys_secret: str = "iam-signing-keys"  # private: mounted only into iam-token and iam-rotate
     public_keys_secret: str = "iam-public-keys"  # public: what every verifier trusts
     cache_key_secret: str = "iam-cache-key"  # HMAC key authenticating shared cache entries
@@ -104,6 +114,7 @@ class Settings:
             redis_prefix=get("redis_prefix", "openfaas-iam:"),
             secret_mount_path=get("secret_mount_path", DEFAULT_SECRETS),
             iam_config=get("iam_config", "iam-config"),
+            config_reload=_config_reload(get("config_reload", "process")),
             signing_keys_secret=get("signing_keys_secret", "iam-signing-keys"),
             public_keys_secret=get("public_keys_secret", "iam-public-keys"),
             cache_key_secret=get("cache_key_secret", "iam-cache-key"),

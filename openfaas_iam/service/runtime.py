@@ -30,7 +30,9 @@ def config_source(settings: Settings) -> ConfigSource:
         from openfaas_iam.stores.kubernetes import KubernetesClient
 
         return KubernetesConfigSource(KubernetesClient(), settings.iam_namespace, background=True)
-    return file_config_source(settings.iam_config_path, background=True)
+    return file_config_source(
+        settings.iam_config_path, background=True, child_process=settings.config_reload == "process"
+    )
 
 
 def _read_bytes_key(path: str) -> bytes:

@@ -36,6 +36,11 @@ class Unavailable(Exception):
     """No valid value has been read from the file yet."""
 
 
+class TransientLoadError(Exception):
+    """The file could not be parsed for a reason other than its content (a loader process that
+    crashed or hung): unlike a bad file, the same file is tried again after `retry_delay`."""
+
+
 class WatchedFile(Generic[T]):
     def __init__(
         self,
@@ -46,7 +51,11 @@ class WatchedFile(Generic[T]):
         check_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         background: bool = False,
+        background_parse: Callable[[str], T] | None = None,
+        retry_delay: float = 30.0,
     ) -> None:
+        """`background_parse` (default `parse`) parses a changed file in the background; the
+        first load, which every request waits for, always uses `parse`."""
         self.path = path
         self.what = what
         self._parse = parse
@@ -60,6 +69,8 @@ class WatchedFile(Generic[T]):
         self.last_error: str | None = None
         self.background = background
         self._loading: threading.Thread | None = None
+        self._background_parse = background_parse or parse
+        self.retry_delay = retry_delay
 
     def get(self) -> T:
         """The value in force; raises Unavailable before the first good read."""
@@ -97,7 +108,7 @@ class WatchedFile(Generic[T]):
 
     def _load_in_background(self, sig: tuple[int, int, int]) -> None:
         try:
-            self._load(sig)
+            self._load(sig, self._background_parse)
         finally:
             self._loading = None
 
@@ -126,13 +137,25 @@ class WatchedFile(Generic[T]):
             return
         self._load(sig)
 
-    def _load(self, sig: tuple[int, int, int]) -> None:
+    def _load(self, sig: tuple[int, int, int], parse: Callable[[str], T] | None = None) -> None:
         self._signature = sig
         try:
-            value = self._parse(self.path)
+            value = (parse or self._parse)(self.path)
         except Exception as e:  # any parse failure keeps the last good value
             self.last_error = str(e)
             kept = f"keeping the last good {self.what}" if self._value is not None else f"no {self.what} loaded"
+            if isinstance(e, TransientLoadError):  # not the file's fault: try it again, later
+                self._signature = None
+                self._next_check = self._clock() + self.retry_delay
+                log.error(
+                    "%s %s could not be loaded (%s; retrying in %gs): %s",
+                    self.what,
+                    self.path,
+                    kept,
+                    self.retry_delay,
+                    e,
+                )
+                return
             log.error("%s %s is invalid (%s):\n%s", self.what, self.path, kept, e)
             return
         self._value = value
