@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,6 +133,15 @@ def hanging_child(tmp_path: Path, body: str) -> str:
     return str(script)
 
 
+def started_children(source: Any) -> list[int]:
+    """The loader's child pids once one has started (up to 2 s), else []."""
+    for _ in range(200):
+        if pids := source.loader.running():
+            return list(pids)
+        time.sleep(0.01)
+    return []
+
+
 def test_a_hanging_child_is_killed_at_the_deadline_and_the_last_good_stays(tmp_path: Path) -> None:
     path = tmp_path / "iam.yaml"
     write(path, EXAMPLE, 1)
@@ -143,12 +153,7 @@ def test_a_hanging_child_is_killed_at_the_deadline_and_the_last_good_stays(tmp_p
         good = source.get()
         write(path, EXAMPLE + ROLE % ("erin", "erin"), 2)
         source.get()
-        pids: list[int] = []
-        for _ in range(200):
-            pids += source.loader.running()
-            if pids:
-                break
-            time.sleep(0.01)
+        pids = started_children(source)
         started = time.monotonic()
         source.wait(30)
         assert time.monotonic() - started < 10
@@ -193,12 +198,7 @@ def test_no_child_is_left_running_after_the_source_is_closed(tmp_path: Path) -> 
     good = source.get()
     write(path, EXAMPLE + ROLE % ("gina", "gina"), 2)
     source.get()
-    pids: list[int] = []
-    for _ in range(200):
-        pids += source.loader.running()
-        if pids:
-            break
-        time.sleep(0.01)
+    pids = started_children(source)
     assert pids
     source.close()
     source.wait(10)
