@@ -14,6 +14,22 @@ import json
 from typing import Any
 
 DEFAULT_NAMESPACE = "openfaas-fn"
+# FunctionDeployment's JSON fields: faas-netes decodes a deploy's whole body into it, so a
+# wrong type in any of them refuses the request, whichever field decides the target.
+DEPLOYMENT_FIELDS = (
+    "service",
+    "image",
+    "namespace",
+    "envProcess",
+    "envVars",
+    "constraints",
+    "secrets",
+    "labels",
+    "annotations",
+    "limits",
+    "requests",
+    "readOnlyRootFilesystem",
+)
 
 
 def fold_equal(a: str, b: str) -> bool:
@@ -38,17 +54,52 @@ class _Object(dict[str, Any]):
         self.pairs = pairs
 
 
+# The Go types of faas-provider's request fields (FunctionDeployment, DeleteFunctionRequest,
+# ScaleServiceRequest, Secret): a value of another JSON type is an UnmarshalTypeError, a 400.
+_STRING = ("service", "image", "namespace", "envProcess", "functionName", "serviceName", "name", "value", "rawValue")
+_STRING_MAP = ("envVars", "labels", "annotations")
+_STRING_LIST = ("secrets", "constraints")
+
+
+def _go_type_ok(field: str, value: Any) -> bool:
+    if value is None:  # null leaves any Go field at its zero value
+        return True
+    if field in _STRING:
+        return isinstance(value, str)
+    if field in _STRING_MAP:
+        return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    if field in _STRING_LIST:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if field == "replicas":  # uint64
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    if field == "readOnlyRootFilesystem":
+        return isinstance(value, bool)
+    if field in ("limits", "requests"):
+        return isinstance(value, dict)
+    return True
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
+
+
 def unmarshal(raw: bytes, fields: tuple[str, ...]) -> dict[str, Any]:
-    """json.Unmarshal into a struct with these JSON field names; ValueError when Go would refuse the body."""
+    """json.Unmarshal into a struct with these JSON field names; ValueError when Go would refuse the body.
+
+    Read as Go reads it: UTF-8 only (Python's json would detect UTF-16/32 bodies Go refuses),
+    no NaN or Infinity, and each field's value of its Go type.
+    """
     if not raw.strip():
         return {}
-    doc = json.loads(raw, object_pairs_hook=_Object)
+    doc = json.loads(raw.decode("utf-8", "replace"), object_pairs_hook=_Object, parse_constant=_no_constant)
     if not isinstance(doc, _Object):
         raise ValueError("json: cannot unmarshal into a struct")
     out: dict[str, Any] = {}
     for key, value in doc.pairs:
         field = next((f for f in fields if f == key), None) or next((f for f in fields if fold_equal(f, key)), None)
         if field is not None:
+            if not _go_type_ok(field, value):
+                raise ValueError(f"json: cannot unmarshal {type(value).__name__} into Go struct field {field}")
             out[field] = dict(value) if isinstance(value, dict) else value
     return out
 
@@ -63,7 +114,7 @@ def faas_netes_target(method: str, path: str, query: dict[str, str], raw: bytes)
         body = unmarshal(raw, ("functionName", "namespace"))
         return _ns(query.get("namespace")), str(body.get("functionName") or "")
     if path == "/system/functions" and method in ("POST", "PUT"):
-        body = unmarshal(raw, ("service", "namespace"))
+        body = unmarshal(raw, DEPLOYMENT_FIELDS)
         return _ns(body.get("namespace")), str(body.get("service") or "")
     if path.startswith("/system/scale-function/") and method == "POST":
         return _ns(query.get("namespace")), path.rsplit("/", 1)[1]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -33,24 +34,12 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
+from .go_decode import DEPLOYMENT_FIELDS as _DEPLOYMENT
 from .go_decode import unmarshal
 
 DEFAULT_NAMESPACE = "openfaas-fn"
 StartResponse = Callable[..., Any]
-_DEPLOYMENT = (
-    "service",
-    "image",
-    "namespace",
-    "envProcess",
-    "envVars",
-    "constraints",
-    "secrets",
-    "labels",
-    "annotations",
-    "limits",
-    "requests",
-    "readOnlyRootFilesystem",
-)
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 409: "Conflict"}
 _REASONS.update({405: "Method Not Allowed", 500: "Internal Server Error"})
 
@@ -305,6 +294,8 @@ class Provider:
         name = doc.get("service")
         if not isinstance(name, str) or not name:
             raise ApiError(400, "service: is required")
+        if not _DNS_LABEL.fullmatch(name):  # faas-netes's ValidateDeployRequest
+            raise ApiError(400, f"({name}) must be a valid DNS entry for service name")
         ns = self._namespace(doc.get("namespace"))
         with self._lock:
             existing = self.functions.get((ns, name))

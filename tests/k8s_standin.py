@@ -160,15 +160,16 @@ class KubeStandIn:
         """None when allowed; the API server's Forbidden message otherwise."""
         if self.rbac is None:
             return None
-        m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/([^/]+)(?:/([^/]+))?", path)
+        # Core resources (/api/v1/...) are API group ""; custom ones are /apis/<group>/<version>/...
+        m = re.fullmatch(r"/(?:api/v1|apis/([^/]+)/[^/]+)/namespaces/([^/]+)/([^/]+)(?:/([^/]+))?", path)
         if not m:
             return None  # discovery documents are readable by any authenticated account
-        ns, resource, name = m.groups()
+        group, ns, resource, name = m.group(1) or "", m.group(2), m.group(3), m.group(4)
         verb = {"GET": "get" if name else "list", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
             method, "create"
         )
         for rule in self.rbac:
-            if rule["namespace"] != ns or "" not in rule.get("apiGroups", []):
+            if rule["namespace"] != ns or group not in rule.get("apiGroups", []):
                 continue
             if resource not in rule.get("resources", []) or verb not in rule.get("verbs", []):
                 continue
@@ -178,7 +179,7 @@ class KubeStandIn:
             return None
         return (
             f'{resource} "{name or ""}" is forbidden: User "system:serviceaccount:openfaas-fn:default" cannot '
-            f'{verb} resource "{resource}" in API group "" in the namespace "{ns}"'
+            f'{verb} resource "{resource}" in API group "{group}" in the namespace "{ns}"'
         )
 
     def put_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:

@@ -33,6 +33,7 @@ from openfaas_iam.service.rotation import Rotator
 from openfaas_iam.stores.cache import LayeredCache, RedisCache
 from openfaas_iam.stores.kubernetes import KubernetesClient
 from openfaas_iam.stores.secrets import GatewaySecretWriter, MountedKeysetStore
+from openfaas_iam.stores.watched_file import Unavailable
 
 NS, NAME, PUBLIC = "openfaas-fn", "iam-signing-keys", "iam-public-keys"
 ISSUER = "https://gateway.example.com/function/iam-discovery"
@@ -454,6 +455,18 @@ def test_a_function_running_as_the_shared_account_cannot_read_the_private_keys(k
             kube.client.request(method, path, body={} if method != "GET" else None, what="reading")
     with pytest.raises(StoreError, match="HTTP 403"):
         kube.client.request("GET", f"/api/v1/namespaces/{NS}/secrets", what="listing")
+
+
+def test_the_crd_source_reads_under_the_shipped_rbac_and_not_without_it(kube: KubeStandIn) -> None:
+    """The stand-in checks custom resources' API group too, so a wrong apiGroups in the manifest fails here."""
+    kube.custom[("openfaas", "roles")] = []
+    kube.enforce_rbac(manifests("rbac.yaml", "crd-source/rbac-iam-objects.yaml"))
+    assert KubernetesConfigSource(kube.client, "openfaas", poll_interval=0).get() is not None
+    kube.enforce_rbac(manifests("rbac.yaml"))
+    source = KubernetesConfigSource(kube.client, "openfaas", poll_interval=0)
+    with pytest.raises(Unavailable):
+        source.get()
+    assert 'in API group "iam.openfaas.com"' in (source.last_error or "")
 
 
 def test_the_rbac_check_would_catch_a_secret_grant(kube: KubeStandIn) -> None:
