@@ -170,6 +170,22 @@ class Settings:
             return False
         return now < until
 
+    def bundle_secrets(self) -> frozenset[str]:
+        """Every secret this deployment names as the bundle's own, under whatever name it was
+        given: only the gateway admin or an exact grant may touch them (model/protected.py)."""
+        named = {
+            self.signing_keys_secret,
+            self.public_keys_secret,
+            self.cache_key_secret,
+            self.redis_password_secret,
+            self.redis_ca_secret,
+            self.audit_webhook_secret,
+            self.sso_client_secret,
+        }
+        if "/" not in self.iam_config and self.iam_config != "kubernetes":
+            named.add(self.iam_config)
+        return frozenset(named) | self.protected_secrets
+
     def secret_path(self, key: str) -> str:
         """Where a secret key is mounted: `/var/openfaas/secrets/<key>` in a cluster."""
         return f"{self.secret_mount_path.rstrip('/')}/{key}"

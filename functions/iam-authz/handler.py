@@ -47,9 +47,7 @@ audit = AuditLog(sinks=sinks, verbs=s.audit_verbs, background=True)
 verifier = OwnTokenVerifier(s.issuer_url, rt.own_public_keys, leeway=1.0)
 protection = Protection(
     namespace=s.bundle_namespace,
-    extra_secrets=s.protected_secrets
-    | {s.audit_webhook_secret, s.sso_client_secret, s.signing_keys_secret}
-    | ({s.iam_config} if "/" not in s.iam_config and s.iam_config != "kubernetes" else set()),
+    extra_secrets=s.bundle_secrets(),
 )
 authorizer = Authorizer(
     config=rt.config.get,
@@ -223,6 +221,8 @@ def proxy(event):
         forwarded_event(principal, event, call, fwd.status, decision.would_deny or decision.reason, decision)
         if call.filter_namespaces and fwd.status == 200:
             names = json_codec.loads(fwd.read(4 * 1024 * 1024))
+            if not isinstance(names, list):
+                raise ValueError("not a list")
             visible = authorizer.visible_namespaces(principal, [n for n in names if isinstance(n, str)])
             return json_response(200, visible)
     except GatewayUnavailable as e:
@@ -230,7 +230,7 @@ def proxy(event):
         forwarded_event(principal, event, call, 502, str(e), None)
         return error(502, "bad_gateway", str(e))
     except ValueError:
-        return error(502, "bad_gateway", "the gateway's namespace list was not JSON")
+        return error(502, "bad_gateway", "the gateway's namespace list was not a JSON list")
     finally:
         if call.stream and not forwarded:
             streams.release(principal.stream_key)

@@ -14,7 +14,7 @@ number of policies that cannot apply.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -239,6 +239,14 @@ class PolicyIndex:
             if shape is None:
                 shape = shapes[key] = MappingProxyType(_action_shape(compiled))
             self._shapes[policy.name] = shape
+
+    def enforced(self, policies: Sequence[str]) -> list[str]:
+        """The policies that grant and deny for real: a report-only Policy is only ever decided
+        in the shadow, so its Allows grant nothing and its Denies refuse nothing, whether for a
+        call, a minted function token, the namespaces shown, or the permissions reported."""
+        if not self.report_only:
+            return list(policies)
+        return [p for p in policies if p not in self.report_only]
 
     def for_action(self, policy: str, action: str) -> list[CompiledStatement]:
         """The statements of `policy` whose actions include the concrete `action`, in written order."""

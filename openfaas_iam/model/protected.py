@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from openfaas_iam.model.actions import canonical_action
 from openfaas_iam.model.custody import PROTECTED_SECRETS
 
 # Function names the bundle deploys (stack.yml) and the prefix it reserves for more.
@@ -42,7 +43,12 @@ class Protection:
         return name.startswith(BUNDLE_PREFIX) or name in BUNDLE_SECRETS or name in self.extra_secrets
 
     def protects(self, action: str, resource: str) -> bool:
-        """Whether (action, resource) touches the bundle itself, so only an exact grant may allow it."""
+        """Whether (action, resource) touches the bundle itself, so only an exact grant may allow it.
+
+        Actions are case-insensitive (the engine decides `function:update` as Function:Update), so
+        the question is asked of the canonical spelling: else a decision-API caller who spelled it
+        in another case got a wildcard grant past the protection."""
+        action = canonical_action(action) or action
         ns, _, name = resource.partition(":")
         if action in FUNCTION_ACTIONS:
             return self.is_bundle_function(name)

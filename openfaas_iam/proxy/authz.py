@@ -95,9 +95,7 @@ class Authorizer:
             return Decision(True, action, resource, Matched("admin", "basic-auth", "Allow"), "admin credentials")
         exact_only = self.protection.protects(action, resource)
         index = policy_index(self.config())
-        policies = principal.policies
-        if not shadow and index.report_only:
-            policies = [p for p in policies if p not in index.report_only]
+        policies = principal.policies if shadow else index.enforced(principal.policies)
         return index.decide(policies, action, resource, principal.claims, exact_only=exact_only)
 
     def decide_with_shadow(self, principal: Principal, action: str, resource: str) -> Decision:
@@ -147,7 +145,8 @@ class Authorizer:
     def visible_namespaces(self, principal: Principal, namespaces: list[str]) -> list[str]:
         if principal.admin:
             return namespaces
-        return policy_index(self.config()).namespaces_visible(principal.policies, namespaces, principal.claims)
+        index = policy_index(self.config())
+        return index.namespaces_visible(index.enforced(principal.policies), namespaces, principal.claims)
 
     def whoami(self, principal: Principal) -> dict[str, Any]:
         if principal.admin:
@@ -158,6 +157,7 @@ class Authorizer:
                 "permissions": [{"actions": ["*"], "resources": ["*"]}],
             }
         exp = float(principal.claims.get("exp", 0))
+        index = policy_index(self.config())
         return {
             "subject": principal.subject,
             "issuer": principal.claims.get("iss"),
@@ -165,5 +165,5 @@ class Authorizer:
             "policies": principal.policies,
             "expires_at": rfc3339_nano(exp),
             "expires_in": max(0, int(exp - time.time())),
-            "permissions": policy_index(self.config()).effective(principal.policies, principal.claims),
+            "permissions": index.effective(index.enforced(principal.policies), principal.claims),
         }

@@ -279,6 +279,9 @@ class TokenExchange:
         own: bool,
     ) -> dict[str, Any]:
         index = policy_index(config)
+        # What a function token carries is enforced at once by every verifier: report-only
+        # Policies must neither grant nor narrow it (they are only decided in the proxy's shadow).
+        policies = index.enforced(policies)
         allow, deny = index.invoke_resources(policies, subject)
         if not allow:
             raise InvalidRequest(

@@ -842,3 +842,43 @@ def test_a_body_beyond_the_servers_own_limit_is_still_rfc6749_json(bundle: Bundl
     doc = resp.json()
     assert doc["error"] == "invalid_request", doc
     assert doc["error_description"].startswith("Request Entity Too Large"), doc
+
+
+def test_a_report_only_policy_never_reaches_a_function_token(bundle: Bundle) -> None:
+    """A function token is enforced at once by every verifier: a Policy still in report-only
+    must neither grant it (its Allows grant nothing while it reports) nor narrow it."""
+    config = Path(bundle.gw.iam_config)
+    original = config.read_text()
+    try:
+        docs = json.loads(original)
+        docs.append(
+            {
+                "apiVersion": "iam.openfaas.com/v1",
+                "kind": "Policy",
+                "metadata": {
+                    "name": "trial-prod",
+                    "namespace": "openfaas",
+                    "annotations": {"iam.openfaas.com/report-only": "true"},
+                },
+                "spec": {
+                    "statement": [
+                        {"sid": "prod", "action": ["Function:Invoke"], "effect": "Allow", "resource": ["prod:*"]}
+                    ]
+                },
+            }
+        )
+        for d in docs:
+            if d["kind"] == "Role" and d["metadata"]["name"] == "humans":
+                d["spec"]["policy"] = [*d["spec"]["policy"], "trial-prod"]
+        config.write_text(json.dumps(docs))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            api = jwt.decode(bundle.exchange(forge(bundle)).json()["access_token"], options={"verify_signature": False})
+            if "trial-prod" in api["policy"]:
+                break
+            time.sleep(0.2)
+        assert "trial-prod" in api["policy"], "the new configuration was loaded"
+        refused = bundle.exchange(forge(bundle), scope="function", audience="prod:api")
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_target"
+    finally:
+        config.write_text(original)

@@ -264,6 +264,29 @@ def test_a_report_only_policy_is_decided_in_the_shadow_never_enforced() -> None:
     assert az.decide_call(who, map_call("GET", "/system/functions", {"namespace": "dev"}, b"")).would_deny is None
 
 
+def test_a_report_only_policy_neither_grants_nor_narrows_for_real_anywhere() -> None:
+    """Not in a minted function token (every verifier enforces it at once), the namespaces shown, or whoami."""
+    cfg = load_mapping_documents(
+        [
+            obj("Policy", "base", {"statement": [statement("inv", ["Function:Invoke"], ["dev:*"])]}),
+            obj(
+                "Policy",
+                "trial",
+                {"statement": [statement("prod", ["Function:Invoke", "Namespace:List"], ["prod:*"])]},
+                annotations={"iam.openfaas.com/report-only": "true"},
+            ),
+        ],
+        "t",
+    )
+    index = policy_index(cfg)
+    assert index.enforced(["base", "trial"]) == ["base"]
+    az = Authorizer(config=lambda: cfg, verifier=None, admin_credentials=lambda: None)  # type: ignore[arg-type]
+    who = Principal({"sub": "u", "policy": ["base", "trial"], "exp": 2e9})
+    assert "prod" not in az.visible_namespaces(who, ["dev", "prod"])
+    assert "prod:*" not in json.dumps(az.whoami(who)["permissions"])
+    assert not az.decide(who, "Function:Invoke", "prod:x").allowed
+
+
 def test_proxy_wide_report_only_forwards_what_it_would_deny_but_never_for_the_bundle() -> None:
     cfg = report_only_config()
     az = Authorizer(config=lambda: cfg, verifier=None, admin_credentials=lambda: None)  # type: ignore[arg-type]

@@ -429,3 +429,21 @@ def test_a_time_claim_beyond_any_float_is_a_token_error() -> None:
     for claim in ("exp", "nbf", "iat"):
         with pytest.raises(TokenError, match=f"{claim} claim is out of range"):
             check_times({"exp": 2e9, claim: 10**400}, now=1e9, leeway=60)
+
+
+@pytest.mark.parametrize("action", ["function:update", "FUNCTION:UPDATE", "secret:mount", "Secret:MOUNT"])
+def test_the_protection_reads_actions_case_insensitively_like_the_engine(action: str) -> None:
+    """The decision API takes any spelling; the engine decides it case-insensitively, so must the protection."""
+    protection = Protection()
+    target = "openfaas-fn:iam-authz" if action.lower().startswith("function") else "openfaas-fn:iam-config"
+    assert protection.protects(action, target)
+
+
+def test_a_renamed_bundle_secret_is_still_the_bundles() -> None:
+    """Every `*_secret` setting names a bundle secret, whatever name the operator gave it."""
+    from openfaas_iam.settings import Settings
+
+    s = Settings(cache_key_secret="team-cache-hmac", public_keys_secret="team-pub", redis_password_secret="team-pw")
+    protection = Protection(extra_secrets=s.bundle_secrets())
+    for name in ("team-cache-hmac", "team-pub", "team-pw", "sso-client-secret", "iam-config"):
+        assert protection.protects("Secret:Mount", f"openfaas-fn:{name}"), name
