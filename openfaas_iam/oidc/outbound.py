@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import http.client
 import ipaddress
+import os
 import socket
 import ssl
 import threading
@@ -75,6 +76,7 @@ class Fetcher:
         self._slots: dict[tuple[str, str, int], threading.BoundedSemaphore] = {}
         self._guard = threading.Lock()
         self._ssl: ssl.SSLContext | None = None
+        self._ssl_signature: tuple[int, int, int] | None = None
 
     def check_url(self, url: str) -> None:
         scheme, host, _ = origin(url)
@@ -164,8 +166,20 @@ class Fetcher:
         return status, doc if isinstance(doc, dict) else {}
 
     def _context(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            self._ssl = ssl.create_default_context(cafile=self.verify if isinstance(self.verify, str) else None)
+        """The TLS context, rebuilt when the CA bundle file changes: a rotated `ca-bundle` secret
+        (say cert-manager's CA of an in-cluster IdP) must be trusted without a restart, as
+        `requests` did by reading the file per connection. A stat per fetch is all it costs."""
+        cafile = self.verify if isinstance(self.verify, str) else None
+        signature = None
+        if cafile is not None:
+            try:
+                st = os.stat(cafile)
+                signature = (st.st_ino, st.st_size, st.st_mtime_ns)
+            except OSError:
+                signature = None
+        if self._ssl is None or signature != self._ssl_signature:
+            self._ssl = ssl.create_default_context(cafile=cafile)
+            self._ssl_signature = signature
         return self._ssl
 
     def _get(

@@ -158,8 +158,9 @@ def file_config_source(
 
     `background` (the functions): a change is parsed off the request path (see WatchedFile), in a
     thread, or with `child_process` in a child process killed after `deadline` (config_process.py).
-    Not the default: with the largest configuration measured (10,000 Roles) the function and its
-    child together peaked at 289 MiB, above the functions' 256Mi limit (docs/scaling.md).
+    The functions choose with the `config_reload` setting, `process` by default (runtime.py): with
+    10,000 Roles the function and its child peak at 204 MiB of the 256Mi limit (docs/scaling.md).
+    The keyword's own default stays False for the callers that load once (CLI, tools, tests).
     """
     loader = ChildProcessLoader(deadline) if background and child_process else None
     return FileConfigSource(path, check_interval, background=background, loader=loader)

@@ -294,6 +294,29 @@ def test_discovery_over_tls_needs_the_ca_bundle(tmp_path: Path) -> None:
         provider.stop()
 
 
+def test_a_rotated_ca_bundle_is_trusted_without_a_restart(tmp_path: Path) -> None:
+    """The mounted ca-bundle changes (a new CA for the IdP): the same Fetcher trusts the new one."""
+    from conftest import free_port
+    from tls_certs import make_ca_and_server_cert
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    old_ca, _, _ = make_ca_and_server_cert(tmp_path / "old")
+    new_ca, cert, key = make_ca_and_server_cert(tmp_path / "new")
+    mounted = tmp_path / "ca.crt"
+    mounted.write_bytes(old_ca.read_bytes())
+    provider = OidcProvider(free_port(), tls={"cert": str(cert), "key": str(key), "ca": str(new_ca)}).start()
+    try:
+        issuer = config_for(provider.issuer).issuers[0]
+        fetcher = Fetcher(timeout=3, ca_bundle=str(mounted))
+        with pytest.raises(DiscoveryError, match="TLS verification failed"):
+            IssuerDiscovery(fetcher).fetch(issuer)
+        mounted.write_bytes(new_ca.read_bytes() + b"\n")  # the kubelet swaps the file in
+        assert IssuerDiscovery(fetcher).fetch(issuer).jwks
+    finally:
+        provider.stop()
+
+
 def test_iss_internal_is_used_for_fetching(idp: OidcProvider) -> None:
     # The token says 127.0.0.1; fetching goes through "localhost", the in-cluster-style address.
     issuer = JwtIssuer("k8s", "openfaas", idp.issuer, (AUD,), iss_internal=idp.issuer.replace("127.0.0.1", "localhost"))
