@@ -36,6 +36,10 @@ class EntrySealer:
     def available(self) -> bool:
         return bool(self._key())
 
+    def current_key(self) -> bytes | None:
+        """The key entries are opened with now: what a decision about an entry depended on."""
+        return self._key()
+
     def _mac(self, key: bytes, kind: str, name: str, body: bytes) -> bytes:
         msg = kind.encode() + b"\x00" + name.encode() + b"\x00" + body
         return hmac.new(key, msg, hashlib.sha256).digest()

@@ -94,6 +94,9 @@ class JwksCache:
         self.sealer = sealer
         self._once = OnceLog()
         self._entries: dict[str, IssuerKeys] = {}
+        # iss -> the sealed bytes last decided on (adopted, written, or refused) and the cache key they
+        # were decided with: the same bytes under the same key are not opened and parsed again.
+        self._seen: dict[str, tuple[bytes, bytes | None]] = {}
         # iss -> the sealed bytes a local entry was adopted from (absent: fetched by this replica).
         self._adopted: dict[str, bytes] = {}
         # iss -> the last set this replica fetched itself: the only one it may serve stale.
@@ -266,6 +269,7 @@ class JwksCache:
         for iss in [i for i in self._entries if i not in keep]:
             self._entries.pop(iss, None)
             self._adopted.pop(iss, None)
+            self._seen.pop(iss, None)
             self._own.pop(iss, None)
             self._newest.pop(iss, None)
 
@@ -363,6 +367,7 @@ class JwksCache:
         sealed = self.sealer.seal("jwks", issuer.iss, json.dumps(doc).encode()) if self.sealer else None
         if sealed is not None:
             self.cache.set(f"jwks:{issuer.iss}", sealed, ttl + self.policy.max_stale)
+            self._seen[issuer.iss] = (sealed, self.sealer.current_key() if self.sealer else None)
         return entry
 
     def _reject(self, iss: str, reason: str) -> None:
@@ -405,8 +410,14 @@ class JwksCache:
         if self.sealer is None:
             return self._entries.get(iss)
         raw = self.cache.get(f"jwks:{iss}")
-        if raw is None or raw == self._adopted.get(iss):
+        if raw is None:
             return self._entries.get(iss)
+        decided = (raw, self.sealer.current_key())
+        if decided == self._seen.get(iss):
+            # Every stale serve, unknown kid and peer-wait tick would otherwise GET, verify and
+            # parse this replica's own entry (or one it refused) again, only to come to the same end.
+            return self._entries.get(iss)
+        self._seen[iss] = decided
         opened = self._open_shared(iss, raw)
         if opened is None:
             return self._entries.get(iss)

@@ -517,3 +517,38 @@ def test_random_kids_while_waiting_still_cost_one_fetch_per_interval(idp: OidcPr
         t.join()
     assert failed == 360
     assert len(fetched) == 1, "one unknown-kid refetch per interval for the whole cluster"
+
+
+def test_an_entry_already_decided_on_is_not_opened_again(idp: OidcProvider, redis_url: str) -> None:
+    """Stale serves, unknown kids and peer waits read the shared entry on every request: the one this
+    replica wrote (or already refused) must not be verified and parsed again each time."""
+    config = config_for(idp.issuer)
+    issuer = config.issuers[0]
+    opened: list[str] = []
+
+    class CountingSealer(EntrySealer):
+        def open(self, kind: str, name: str, raw: bytes) -> bytes:
+            opened.append(name)
+            return super().open(kind, name, raw)
+
+    prefix = f"t-{uuid.uuid4().hex[:8]}:"
+    replicas = [
+        JwksCache(
+            IssuerDiscovery(Fetcher(timeout=2)),
+            LayeredCache(RedisCache(redis_url, prefix)),
+            policy=CachePolicy(refetch_interval=60),
+            sealer=CountingSealer(lambda: CACHE_KEY),
+        )
+        for _ in range(2)
+    ]
+    a, b = replicas
+    a.refresh(issuer)
+    for _ in range(20):
+        with pytest.raises(KeyUnavailable):
+            a.key(issuer, "no-such-kid")
+    assert opened == [], "its own entry is never opened"
+    b.key(issuer, idp.keys[0]["kid"])  # adopts a's entry: opened once
+    for _ in range(20):
+        with pytest.raises(KeyUnavailable):
+            b.key(issuer, "no-such-kid")
+    assert len(opened) == 1, opened
