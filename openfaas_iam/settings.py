@@ -105,6 +105,19 @@ class Settings:
         def get(name: str, default: str = "") -> str:
             return env.get(name, default) or default
 
+        def number(name: str, default: str) -> float:
+            """A numeric setting; a bad value names the setting (a bare float() traceback did not)."""
+            try:
+                return float(get(name, default))
+            except ValueError:
+                raise ValueError(f"setting {name}={get(name, default)!r} is not a number") from None
+
+        def whole(name: str, default: str) -> int:
+            value = number(name, default)
+            if value != int(value):
+                raise ValueError(f"setting {name}={get(name, default)!r} is not a whole number")
+            return int(value)
+
         return cls(
             public_gateway_url=get("public_gateway_url", "http://127.0.0.1:8080"),
             issuer_url=get("issuer_url"),
@@ -120,21 +133,21 @@ class Settings:
             cache_key_secret=get("cache_key_secret", "iam-cache-key"),
             redis_password_secret=get("redis_password_secret", "redis-password"),
             redis_ca_secret=get("redis_ca_secret", "redis-ca"),
-            mount_sync_allowance=float(get("mount_sync_allowance", "120")),
-            own_jwks_max_age=float(get("own_jwks_max_age", "60")),
-            leeway_seconds=float(get("leeway_seconds", "60")),
+            mount_sync_allowance=number("mount_sync_allowance", "120"),
+            own_jwks_max_age=number("own_jwks_max_age", "60"),
+            leeway_seconds=number("leeway_seconds", "60"),
             allow_insecure_issuers=_bool(env.get("allow_insecure_issuers")),
-            max_body_bytes=int(get("max_body_bytes", str(64 * 1024))),
-            fetch_timeout=float(get("fetch_timeout", "5")),
-            jwks_max_stale=float(get("jwks_max_stale", str(6 * 3600))),
-            jwks_refetch_interval=float(get("jwks_refetch_interval", "5")),
+            max_body_bytes=whole("max_body_bytes", str(64 * 1024)),
+            fetch_timeout=number("fetch_timeout", "5"),
+            jwks_max_stale=number("jwks_max_stale", str(6 * 3600)),
+            jwks_refetch_interval=number("jwks_refetch_interval", "5"),
             service_account_dir=get("service_account_dir", "/var/run/secrets/kubernetes.io/serviceaccount"),
             gateway_url=get("gateway_url", "http://gateway.openfaas:8080"),
-            proxy_read_timeout=float(get("proxy_read_timeout", "300")),
+            proxy_read_timeout=number("proxy_read_timeout", "300"),
             report_only=_bool(env.get("report_only")),
             report_only_until=get("report_only_until"),
-            max_streams_per_subject=int(get("max_streams_per_subject", "2")),
-            max_streams=int(get("max_streams", str(max(1, int(get("threads", "8")) // 2)))),
+            max_streams_per_subject=whole("max_streams_per_subject", "2"),
+            max_streams=whole("max_streams", str(max(1, whole("threads", "8") // 2))),
             bundle_namespace=get("bundle_namespace", "openfaas-fn"),
             protected_secrets=frozenset(n.strip() for n in get("protected_secrets").split(",") if n.strip()),
             audit_verbs=frozenset(

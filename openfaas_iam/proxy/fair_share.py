@@ -31,11 +31,6 @@ class StreamLimiter:
         self._open: dict[str, int] = {}
         self._count = 0
 
-    @classmethod
-    def for_workers(cls, workers: int, per_subject: int = 2) -> StreamLimiter:
-        """Half of the workers at most for streams, so unary calls always have the other half."""
-        return cls(per_subject=per_subject, total=max(1, workers // 2))
-
     def acquire(self, subject: str) -> None:
         with self._lock:
             mine = self._open.get(subject, 0)

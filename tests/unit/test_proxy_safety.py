@@ -275,7 +275,10 @@ def test_stream_limits_per_subject_and_in_total_and_slots_come_back() -> None:
     never_started.close()  # type: ignore[attr-defined]  # released once, not twice
     assert limiter.open_streams() == 2
     limiter.acquire("a")
-    assert StreamLimiter.for_workers(8).total == 4
+    # Half of the workers at most for streams by default, so unary calls always have the other half.
+    from openfaas_iam.settings import Settings
+
+    assert Settings.from_env({"threads": "8"}).max_streams == 4
 
 
 # -- Lint ----------------------------------------------------------------------------------
@@ -447,3 +450,11 @@ def test_a_renamed_bundle_secret_is_still_the_bundles() -> None:
     protection = Protection(extra_secrets=s.bundle_secrets())
     for name in ("team-cache-hmac", "team-pub", "team-pw", "sso-client-secret", "iam-config"):
         assert protection.protects("Secret:Mount", f"openfaas-fn:{name}"), name
+
+
+@pytest.mark.parametrize(("name", "value"), [("max_streams", "two"), ("fetch_timeout", "5s"), ("threads", "1.5")])
+def test_a_bad_numeric_setting_names_itself(name: str, value: str) -> None:
+    from openfaas_iam.settings import Settings
+
+    with pytest.raises(ValueError, match=f"setting {name}="):
+        Settings.from_env({name: value})
